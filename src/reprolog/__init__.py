@@ -1,0 +1,44 @@
+"""reprolog: reproducible, explainable ML training runs with no logging code."""
+
+from __future__ import annotations
+
+from reprolog._errors import (
+    AmbiguousRunError,
+    ArgumentError,
+    CorruptFileError,
+    MetricError,
+    MetricKeyError,
+    MetricValueError,
+    QueryError,
+    ReprologError,
+    RunNotFoundError,
+    RunStateError,
+    StepError,
+    StoreError,
+)
+from reprolog._record import RunRecord
+from reprolog._run import Run, active_run, init
+from reprolog._store import Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousRunError",
+    "ArgumentError",
+    "CorruptFileError",
+    "MetricError",
+    "MetricKeyError",
+    "MetricValueError",
+    "QueryError",
+    "ReprologError",
+    "Run",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStateError",
+    "StepError",
+    "Store",
+    "StoreError",
+    "__version__",
+    "active_run",
+    "init",
+]

@@ -1,0 +1,156 @@
+"""Pure encoding of metric points: arrays -> Arrow table -> Parquet, plus per-key summaries."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reprolog._errors import CorruptFileError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from reprolog._metriclog import LogContents
+
+METRICS_FORMAT_VERSION = "1"
+COLUMNS = ("run_id", "key", "step", "epoch", "value", "time")
+
+
+def metrics_schema() -> pa.Schema:
+    """The schema of every metrics.parquet file (the on-disk contract)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("run_id", pa.dictionary(pa.int32(), pa.string())),
+            pa.field("key", pa.dictionary(pa.int32(), pa.string())),
+            pa.field("step", pa.int64()),
+            pa.field("epoch", pa.int32()),  # null when not given
+            pa.field("value", pa.float64()),
+            pa.field("time", pa.timestamp("ms", tz="UTC")),
+        ],
+        metadata={"reprolog.format_version": METRICS_FORMAT_VERSION},
+    )
+
+
+def to_table(run_id: str, log: LogContents) -> pa.Table:
+    """Build the metrics table of one run, sorted by (key, step), logging order kept for ties."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(log.value)
+    names = log.keys
+    # Sort keys by name, then points by (key rank, step); lexsort is stable for equal steps.
+    order_of_names = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.int32)
+    rank[order_of_names] = np.arange(len(names), dtype=np.int32)
+    key_rank = rank[log.key_id.astype(np.int64)] if n else np.zeros(0, np.int32)
+    order = np.lexsort((log.step, key_rank))
+    sorted_names = pa.array([names[i] for i in order_of_names], type=pa.string())
+    epoch = log.epoch[order]
+    epoch_mask = epoch < 0
+    table = pa.Table.from_arrays(
+        [
+            pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, dtype=np.int32)), pa.array([run_id], type=pa.string())
+            ),
+            pa.DictionaryArray.from_arrays(pa.array(key_rank[order]), sorted_names),
+            pa.array(log.step[order], type=pa.int64()),
+            pa.array(epoch, type=pa.int32(), mask=epoch_mask),
+            pa.array(log.value[order], type=pa.float64()),
+            pa.array(log.time_ms[order], type=pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        ],
+        schema=metrics_schema(),
+    )
+    return table
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write atomically (temp file + rename) with the store's encodings.
+
+    zstd everywhere; keys and run id dictionary-encoded; steps and times delta-encoded
+    (sorted, so nearly free); values byte-stream-split, which lets zstd squeeze the
+    all-zero low mantissa bytes of float32-precision curves.
+    """
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(
+        table,
+        tmp,
+        compression="zstd",
+        compression_level=3,
+        use_dictionary=["run_id", "key", "epoch"],
+        column_encoding={
+            "step": "DELTA_BINARY_PACKED",
+            "time": "DELTA_BINARY_PACKED",
+            "value": "BYTE_STREAM_SPLIT",
+        },
+        write_statistics=["key", "step"],
+    )
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_parquet(path: Path, keys: list[str] | None = None) -> pa.Table:
+    """Read one run's metrics; a corrupt file raises CorruptFileError naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        filters = [("key", "in", keys)] if keys else None
+        return pq.read_table(path, filters=filters, schema=metrics_schema())
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptFileError(f"{path}: unreadable metrics file: {exc}", path=str(path)) from exc
+
+
+def summarize(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per key: last value (at the highest step, last logged), min, max, count, last step.
+
+    NaN is ignored by min/max, like pandas; a key whose values are all NaN has min/max None.
+    """
+    import numpy as np
+
+    if table.num_rows == 0:
+        return {}
+    key_col = table.column("key").combine_chunks()
+    indices = key_col.indices.to_numpy(zero_copy_only=False)
+    names = key_col.dictionary.to_pylist()
+    values = table.column("value").to_numpy()
+    steps = table.column("step").to_numpy()
+    # Rows are sorted by (key, step): each key is one contiguous run of rows.
+    boundaries = np.flatnonzero(np.diff(indices)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(indices)]))
+    out: dict[str, dict[str, Any]] = {}
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        chunk = values[start:end]
+        finite = chunk[~np.isnan(chunk)]
+        last = float(chunk[-1])
+        out[names[indices[start]]] = {
+            "last": _json_number(last),
+            "min": _json_number(float(finite.min())) if len(finite) else None,
+            "max": _json_number(float(finite.max())) if len(finite) else None,
+            "count": end - start,
+            "last_step": int(steps[end - 1]),
+        }
+    return out
+
+
+def _json_number(x: float) -> float | str:
+    """JSON has no NaN/inf: keep them as the strings 'nan', 'inf', '-inf'."""
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def from_json_number(x: Any) -> float | None:
+    """Inverse of `_json_number`."""
+    if x is None:
+        return None
+    if isinstance(x, str):
+        return float(x)
+    return float(x)

@@ -1,0 +1,145 @@
+"""Where things live in a store: root resolution and every path inside it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprolog._errors import ArgumentError, StoreError
+
+STORE_DIRNAME = ".reprolog"
+STORE_FORMAT_VERSION = 1
+ENV_DIR = "REPROLOG_DIR"
+
+
+def _as_path(value: str | os.PathLike[str], what: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ArgumentError(
+            f"{what} must be a str or os.PathLike path, got {type(value).__name__}: {value!r}"
+        )
+    return Path(os.fspath(value)).expanduser()
+
+
+def find_store_dir(start: Path | None = None) -> Path | None:
+    """Return the nearest existing store: `$REPROLOG_DIR`, else `.reprolog` here or in a parent."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / STORE_DIRNAME
+        if (candidate / "runs").is_dir():
+            return candidate
+    return None
+
+
+def resolve_store_dir(dir: str | os.PathLike[str] | None, *, must_exist: bool) -> Path:
+    """Normalise the `dir` argument of init/Store into an absolute store path.
+
+    Args:
+        dir: an explicit path, or None for `$REPROLOG_DIR`, else the nearest `.reprolog`
+            (this folder or a parent), else `./.reprolog`.
+        must_exist: raise StoreError when no store is there (readers), instead of
+            returning the path to create (writers).
+    """
+    if dir is not None:
+        path = _as_path(dir, "dir").resolve()
+    else:
+        found = find_store_dir()
+        path = (found or Path.cwd() / STORE_DIRNAME).resolve()
+    if must_exist and not (path / "runs").is_dir():
+        raise StoreError(
+            f"no reprolog store found at {path} (looked for {STORE_DIRNAME}/ here and in parents; "
+            f"set {ENV_DIR} or pass dir=)",
+            path=str(path),
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Every path of a store, derived from its root."""
+
+    root: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def index_file(self) -> Path:
+        return self.index_dir / "runs.parquet"
+
+    @property
+    def index_lock(self) -> Path:
+        return self.index_dir / "lock"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / "sha256" / sha256[:2] / sha256
+
+    def ensure(self) -> None:
+        """Create the store skeleton once; safe when several processes race to do it."""
+        if (self.runs).is_dir():
+            return
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.blobs.mkdir(exist_ok=True)
+        self.index_dir.mkdir(exist_ok=True)
+        gitignore = self.root / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text("# created by reprolog: the store ignores itself\n*\n")
+        meta = self.root / "store.json"
+        if not meta.exists():
+            tmp = meta.with_name(f".store.json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"format_version": STORE_FORMAT_VERSION}) + "\n")
+            os.replace(tmp, meta)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Every path inside one run folder."""
+
+    dir: Path
+
+    @property
+    def record(self) -> Path:
+        return self.dir / "run.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / "summary.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.parquet"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.dir / "log"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.log_dir / "keys"
+
+    def chunk(self, number: int) -> Path:
+        return self.log_dir / f"{number:06d}.mlog"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "run.lock"
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.dir / "heartbeat"

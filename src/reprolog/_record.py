@@ -1,0 +1,151 @@
+"""The run record: one JSON file per run, written atomically, carrying a format version."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reprolog._errors import CorruptFileError
+from reprolog._values import dumps
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from reprolog._store import Store
+
+RECORD_FORMAT_VERSION = 1
+TERMINAL_STATUSES = ("completed", "failed", "interrupted", "crashed")
+STATUSES = ("running", *TERMINAL_STATUSES)
+
+
+def write_json_atomic(path: Path, data: Any, *, fsync: bool = False) -> None:
+    """Write JSON through a temp file and rename, so readers never see half a record.
+
+    `fsync` makes it durable against power loss too (used when a run ends); a plain
+    rename already survives the death of the process.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = dumps(data)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object; a missing, torn or corrupt file raises CorruptFileError naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError as exc:
+        raise CorruptFileError(f"{path}: missing", path=str(path)) from exc
+    except (OSError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: unreadable JSON: {exc}", path=str(path)) from exc
+    if not isinstance(data, dict):
+        raise CorruptFileError(
+            f"{path}: expected a JSON object, found {type(data).__name__}", path=str(path)
+        )
+    version = data.get("format_version")
+    if isinstance(version, int) and version > RECORD_FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{path}: format_version {version} is newer than this reprolog understands "
+            f"({RECORD_FORMAT_VERSION}); upgrade reprolog",
+            path=str(path),
+        )
+    return data
+
+
+class RunRecord:
+    """A finished or live run as read from a store.
+
+    Attributes mirror the run record: `id`, `name`, `experiment`, `status`, `start`, `end`,
+    `duration` (seconds), `params`, `tags`, `sections` (environment, code, command, seeds,
+    determinism, data, and any integration's sections), `artifacts`, `capture_report`,
+    `error`, `dir` and `raw` (the whole JSON record).
+
+    Example:
+        >>> rec = reprolog.Store().run("01j9")      # doctest: +SKIP
+        >>> rec.params["optimizer.lr"], rec.metrics(keys=["loss"]).tail(1)   # doctest: +SKIP
+    """
+
+    def __init__(self, raw: dict[str, Any], dir: Path, store: Store | None = None) -> None:
+        self.raw = raw
+        self.dir = dir
+        self._store = store
+
+    def __repr__(self) -> str:
+        return f"RunRecord(id={self.id!r}, name={self.name!r}, status={self.status!r})"
+
+    @property
+    def id(self) -> str:
+        return str(self.raw["id"])
+
+    @property
+    def name(self) -> str | None:
+        return self.raw.get("name")
+
+    @property
+    def experiment(self) -> str:
+        return str(self.raw.get("experiment") or "default")
+
+    @property
+    def status(self) -> str:
+        return str(self.raw.get("status"))
+
+    @property
+    def start(self) -> float | None:
+        return self.raw.get("start_time")
+
+    @property
+    def end(self) -> float | None:
+        return self.raw.get("end_time")
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return float(self.end) - float(self.start)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.raw.get("params") or {})
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.raw.get("tags") or {})
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        return dict(self.raw.get("sections") or {})
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One captured section (e.g. "environment"), or {} when it was not captured."""
+        value = (self.raw.get("sections") or {}).get(name)
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        return list(self.raw.get("artifacts") or [])
+
+    @property
+    def capture_report(self) -> dict[str, Any]:
+        return dict(self.raw.get("capture_report") or {})
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.raw.get("error")
+
+    @property
+    def metrics_summary(self) -> dict[str, dict[str, Any]]:
+        return dict(self.raw.get("metrics_summary") or {})
+
+    def metrics(self, keys: list[str] | str | None = None) -> pd.DataFrame:
+        """This run's points as a long DataFrame: run_id, key, step, epoch, value, time."""
+        from reprolog._store import Store
+
+        store = self._store or Store(self.dir.parent.parent)
+        return store.metrics(runs=[self.id], keys=keys)

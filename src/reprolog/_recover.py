@@ -1,0 +1,143 @@
+"""Compaction of a run's live log into Parquet, and recovery of runs whose process died."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from reprolog._artifacts import remove_tree
+from reprolog._layout import RunLayout
+from reprolog._record import TERMINAL_STATUSES, write_json_atomic
+
+# A writer on another host is presumed dead when its heartbeat is older than this many
+# flush intervals (and never sooner than STALE_MIN_SECONDS).
+STALE_INTERVALS = 30
+STALE_MIN_SECONDS = 60.0
+
+
+def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The small slice of a record that the summary index keeps for listing."""
+    return {
+        "id": record.get("id"),
+        "name": record.get("name"),
+        "experiment": record.get("experiment"),
+        "status": record.get("status"),
+        "start_time": record.get("start_time"),
+        "end_time": record.get("end_time"),
+        "params": record.get("params") or {},
+        "tags": record.get("tags") or {},
+        "metrics_summary": record.get("metrics_summary") or {},
+    }
+
+
+def compact(layout: RunLayout, record: dict[str, Any]) -> list[str]:
+    """Turn the live log into metrics.parquet and fill record["metrics_summary"].
+
+    Returns the problems met (torn records dropped, ...). The log is removed only by
+    `finalize`, after the record saying so is on disk, so a crash here loses nothing.
+    """
+    from reprolog._encode import summarize, to_table, write_parquet
+    from reprolog._metriclog import read_log
+
+    if not layout.log_dir.is_dir():
+        return []
+    contents = read_log(layout.log_dir)
+    table = to_table(str(record["id"]), contents)
+    write_parquet(table, layout.metrics)
+    record["metrics_summary"] = summarize(table)
+    return contents.problems
+
+
+def finalize(layout: RunLayout, record: dict[str, Any]) -> None:
+    """Write the final record (durably) and the index summary, then drop the live log."""
+    write_json_atomic(layout.record, record, fsync=True)
+    write_json_atomic(layout.summary, summary_row(record))
+    if layout.log_dir.is_dir():
+        remove_tree(layout.log_dir)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def writer_is_dead(layout: RunLayout, record: dict[str, Any]) -> bool:
+    """Decide whether the process that writes a "running" run is gone.
+
+    On the writer's own host: its PID is gone, or its lock on run.lock is free (the kernel
+    drops flock locks when a process dies, kill -9 included). On another host: the heartbeat
+    has been silent for a long time.
+    """
+    if record.get("host") == socket.gethostname():
+        pid = record.get("pid")
+        if isinstance(pid, int) and not _pid_alive(pid):
+            return True
+        return lock_is_free(layout)
+    try:
+        last = layout.heartbeat.stat().st_mtime
+    except FileNotFoundError:
+        last = float(record.get("start_time") or 0)
+    interval = float(record.get("flush_interval") or 1.0)
+    return time.time() - last > max(STALE_MIN_SECONDS, STALE_INTERVALS * interval)
+
+
+def lock_is_free(layout: RunLayout) -> bool:
+    try:
+        fd = os.open(layout.lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return True
+
+
+def recover(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:
+    """Compact a dead run's log and mark it crashed at its last heartbeat.
+
+    Holds the run's lock while working so that two readers never recover the same run twice.
+    Returns the updated record (unchanged when the run turned out to be alive or finished).
+    """
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return record
+        from reprolog._record import read_json
+
+        current = read_json(layout.record)  # someone may have finished it meanwhile
+        if current.get("status") in TERMINAL_STATUSES and not layout.log_dir.is_dir():
+            return current
+        problems = compact(layout, current)
+        if current.get("status") not in TERMINAL_STATUSES:
+            try:
+                last_beat = layout.heartbeat.stat().st_mtime
+            except FileNotFoundError:
+                last_beat = float(current.get("start_time") or time.time())
+            current["status"] = "crashed"
+            current["end_time"] = last_beat
+            current["error"] = {
+                "type": "crashed",
+                "message": "the writing process died without finishing the run; "
+                "recovered every complete point from its log",
+            }
+        report = current.setdefault("capture_report", {})
+        if problems:
+            report.setdefault("recovery", []).extend(problems)
+        finalize(layout, current)
+        return current
+    finally:
+        os.close(fd)

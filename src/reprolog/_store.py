@@ -1,0 +1,340 @@
+"""`Store`: read a store as pandas DataFrames, one run as a `RunRecord`, or SQL via DuckDB."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reprolog._encode import from_json_number, metrics_schema, read_parquet
+from reprolog._errors import (
+    AmbiguousRunError,
+    ArgumentError,
+    CorruptFileError,
+    QueryError,
+    RunNotFoundError,
+)
+from reprolog._index import load_summaries
+from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._record import TERMINAL_STATUSES, RunRecord, read_json
+from reprolog._recover import recover, summary_row, writer_is_dead
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+logger = logging.getLogger("reprolog")
+
+
+class Store:
+    """A folder of runs, read through pandas, DuckDB or one run at a time.
+
+    Args:
+        dir: the store folder; None means `$REPROLOG_DIR`, else the nearest `.reprolog`
+            in this folder or a parent.
+
+    Raises:
+        StoreError: no store at that place.
+
+    Example:
+        >>> store = reprolog.Store()                                   # doctest: +SKIP
+        >>> store.runs()[["id", "status", "params.lr", "metrics.loss.last"]]  # doctest: +SKIP
+        >>> store.sql("SELECT run_id, min(value) FROM metrics WHERE key='loss' GROUP BY 1")  # doctest: +SKIP
+    """
+
+    def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
+        self._layout = StoreLayout(resolve_store_dir(dir, must_exist=True))
+        #: problems met while reading (corrupt files), as "path: what" strings
+        self.problems: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.dir)!r})"
+
+    @property
+    def dir(self) -> Path:
+        return self._layout.root
+
+    @property
+    def layout(self) -> StoreLayout:
+        return self._layout
+
+    # ------------------------------------------------------------------ one run
+
+    def _load_record(self, run_id: str) -> dict[str, Any]:
+        """Read a record; recover it first when its writer is dead."""
+        layout = RunLayout(self._layout.run_dir(run_id))
+        record = read_json(layout.record)
+        status = record.get("status")
+        if status not in TERMINAL_STATUSES:
+            if writer_is_dead(layout, record):
+                record = recover(layout, record)
+        elif layout.log_dir.is_dir() and writer_is_dead(layout, record):
+            record = recover(layout, record)  # ended, but compaction never completed
+        return record
+
+    def _load_summary(self, run_id: str) -> dict[str, Any] | None:
+        layout = RunLayout(self._layout.run_dir(run_id))
+        try:
+            if layout.summary.exists() and not layout.log_dir.is_dir():
+                return read_json(layout.summary)
+            return summary_row(self._load_record(run_id))
+        except CorruptFileError as exc:
+            self._problem(str(exc))
+            return None
+
+    def _problem(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+            logger.warning("reprolog: %s (skipped; the rest of the store is readable)", message)
+
+    def run_ids(self) -> list[str]:
+        """Every run id in the store, oldest first."""
+        try:
+            return sorted(
+                e.name for e in os.scandir(self._layout.runs) if e.is_dir() and not e.name.startswith(".")
+            )
+        except FileNotFoundError:
+            return []
+
+    def resolve(self, ref: str) -> str:
+        """Turn a full id, a unique id prefix, or a run name into a run id.
+
+        Raises:
+            RunNotFoundError: nothing matches.
+            AmbiguousRunError: several runs match (`.candidates` lists them).
+        """
+        if not isinstance(ref, str) or not ref:
+            raise ArgumentError(f"a run is named by a non-empty id, id prefix or name; got {ref!r}")
+        ids = self.run_ids()
+        if ref in ids:
+            return ref
+        matches = [i for i in ids if i.startswith(ref.lower())]
+        if not matches:
+            matches = [s["id"] for s in self._summaries() if s.get("name") == ref]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFoundError(
+                f"no run matches {ref!r} (as an id, id prefix or name) in {self.dir}",
+                query=ref,
+                path=str(self.dir),
+            )
+        raise AmbiguousRunError(
+            f"{ref!r} matches {len(matches)} runs: {', '.join(matches[:10])}"
+            + (" ..." if len(matches) > 10 else "")
+            + "; give more characters of the id",
+            query=ref,
+            candidates=matches,
+        )
+
+    def run(self, ref: str) -> RunRecord:
+        """One run, by id, unique id prefix or name.
+
+        Raises:
+            RunNotFoundError, AmbiguousRunError: see `resolve`.
+            CorruptFileError: its record cannot be read.
+        """
+        run_id = self.resolve(ref)
+        return RunRecord(self._load_record(run_id), self._layout.run_dir(run_id), self)
+
+    # ------------------------------------------------------------------ many runs
+
+    def _summaries(self) -> list[dict[str, Any]]:
+        return load_summaries(self._layout, self._load_summary)
+
+    def runs(self, experiment: str | None = None) -> pd.DataFrame:
+        """One row per run: id, name, experiment, status, start, end, duration, tags.*,
+        params.*, and metrics.<key>.last / .min / .max, newest first.
+        """
+        import pandas as pd
+
+        rows = self._summaries()
+        if experiment is not None:
+            rows = [r for r in rows if r.get("experiment") == experiment]
+        rows.sort(key=lambda r: r["id"], reverse=True)
+        base = pd.DataFrame(
+            {
+                "id": [r["id"] for r in rows],
+                "name": [r.get("name") for r in rows],
+                "experiment": [r.get("experiment") for r in rows],
+                "status": [r.get("status") for r in rows],
+                "start": pd.to_datetime([r.get("start_time") for r in rows], unit="s", utc=True),
+                "end": pd.to_datetime([r.get("end_time") for r in rows], unit="s", utc=True),
+            }
+        )
+        base["duration"] = (base["end"] - base["start"]).dt.total_seconds()
+        wide: dict[str, list[Any]] = {}
+        n = len(rows)
+        for i, r in enumerate(rows):
+            for k, v in (r.get("tags") or {}).items():
+                wide.setdefault(f"tags.{k}", [None] * n)[i] = v
+            for k, v in (r.get("params") or {}).items():
+                wide.setdefault(f"params.{k}", [None] * n)[i] = v
+            for k, s in (r.get("metrics_summary") or {}).items():
+                for stat in ("last", "min", "max"):
+                    wide.setdefault(f"metrics.{k}.{stat}", [None] * n)[i] = from_json_number(s.get(stat))
+        if wide:
+            extra = pd.DataFrame({k: _column(v) for k, v in sorted(wide.items())})
+            base = pd.concat([base, extra], axis=1)
+        return base
+
+    def metrics(
+        self, runs: Iterable[str] | str | None = None, keys: Iterable[str] | str | None = None
+    ) -> pd.DataFrame:
+        """Points of many runs as one long DataFrame: run_id, key, step, epoch, value, time.
+
+        Args:
+            runs: ids, prefixes or names (None: every run).
+            keys: metric keys to keep (None: all).
+        """
+        import pandas as pd
+        import pyarrow as pa
+
+        mapping = {pa.int32(): pd.Int32Dtype()}  # epoch stays an integer, with <NA> for none
+        return self.metrics_table(runs, keys).to_pandas(types_mapper=mapping.get)
+
+    def metrics_table(
+        self, runs: Iterable[str] | str | None = None, keys: Iterable[str] | str | None = None
+    ) -> pa.Table:
+        """Like `metrics`, as a pyarrow Table (no pandas conversion)."""
+        import pyarrow as pa
+
+        if isinstance(runs, str):
+            runs = [runs]
+        if isinstance(keys, str):
+            keys = [keys]
+        key_list = list(keys) if keys is not None else None
+        run_ids = self.run_ids() if runs is None else [self.resolve(r) for r in runs]
+        tables = []
+        for run_id in run_ids:
+            table = self._run_metrics(run_id, key_list)
+            if table is not None and table.num_rows:
+                tables.append(table)
+        if not tables:
+            return metrics_schema().empty_table()
+        table = pa.concat_tables(tables, promote_options="permissive")
+        return table.unify_dictionaries()
+
+    def _run_metrics(self, run_id: str, keys: list[str] | None) -> pa.Table | None:
+        layout = RunLayout(self._layout.run_dir(run_id))
+        try:
+            if layout.log_dir.is_dir():  # live (or awaiting recovery): read the log itself
+                record = self._load_record(run_id)
+                if layout.log_dir.is_dir():
+                    from reprolog._encode import to_table
+                    from reprolog._metriclog import read_log
+
+                    table = to_table(run_id, read_log(layout.log_dir))
+                    if keys is not None:
+                        import pyarrow.compute as pc
+
+                        table = table.filter(pc.is_in(table.column("key").cast("string"), pa_array(keys)))
+                    return table
+                del record
+            if not layout.metrics.exists():
+                return None
+            return read_parquet(layout.metrics, keys)
+        except CorruptFileError as exc:
+            self._problem(str(exc))
+            return None
+
+    # ------------------------------------------------------------------ SQL
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run a DuckDB query over views `runs`, `params`, `metrics` and `artifacts`.
+
+        `runs` is `Store.runs()`; `params` is long (run_id, key, value as JSON text,
+        value_num); `metrics` reads every run's Parquet file; `artifacts` has one row per
+        artifact (run_id, id, name, kind, path, size, sha256, step, status).
+
+        Raises:
+            QueryError: DuckDB rejected the query (the message says why).
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ArgumentError(f"sql() takes a non-empty SQL string, got {query!r}")
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            self._register_views(con)
+            try:
+                return con.execute(query).df()
+            except duckdb.Error as exc:
+                raise QueryError(f"SQL error: {exc}") from None
+        finally:
+            con.close()
+
+    def _register_views(self, con: Any) -> None:
+        import pandas as pd
+
+        runs = self.runs()
+        con.register("runs", runs)
+        params_rows: list[tuple[str, str, str, float | None]] = []
+        artifact_rows: list[dict[str, Any]] = []
+        for summary in self._summaries():
+            run_id = summary["id"]
+            for key, value in (summary.get("params") or {}).items():
+                num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+                params_rows.append((run_id, key, json.dumps(value, default=repr), num))
+        con.register(
+            "params",
+            pd.DataFrame(params_rows, columns=["run_id", "key", "value", "value_num"]),
+        )
+        for run_id in runs["id"]:
+            try:
+                record = self._load_record(run_id)
+            except CorruptFileError as exc:
+                self._problem(str(exc))
+                continue
+            for art in record.get("artifacts") or []:
+                artifact_rows.append(
+                    {
+                        "run_id": run_id,
+                        **{k: art.get(k) for k in ("id", "name", "kind", "path", "size", "sha256", "step", "status", "blob")},
+                    }
+                )
+        con.register(
+            "artifacts",
+            pd.DataFrame(
+                artifact_rows,
+                columns=["run_id", "id", "name", "kind", "path", "size", "sha256", "step", "status", "blob"],
+            ),
+        )
+        files = [
+            str(RunLayout(self._layout.run_dir(i)).metrics)
+            for i in runs["id"]
+            if RunLayout(self._layout.run_dir(i)).metrics.exists()
+        ]
+        if files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            con.execute(
+                f"CREATE VIEW metrics AS SELECT CAST(run_id AS VARCHAR) AS run_id, "
+                f"CAST(key AS VARCHAR) AS key, step, epoch, value, time "
+                f"FROM read_parquet([{listing}])"
+            )
+        else:
+            con.execute(
+                "CREATE VIEW metrics AS SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, "
+                "NULL::BIGINT AS step, NULL::INTEGER AS epoch, NULL::DOUBLE AS value, "
+                "NULL::TIMESTAMPTZ AS time WHERE false"
+            )
+
+
+def pa_array(values: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
+
+
+def _column(values: list[Any]) -> Any:
+    """Keep a column numeric when every value is a number (bools stay objects)."""
+    import pandas as pd
+
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        if any(isinstance(v, float) for v in values):
+            return pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
+        return pd.array(values, dtype="Int64")
+    return pd.Series(values, dtype=object)
