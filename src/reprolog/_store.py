@@ -168,14 +168,21 @@ class Store:
         base["duration"] = (base["end"] - base["start"]).dt.total_seconds()
         wide: dict[str, list[Any]] = {}
         n = len(rows)
+
+        def put(column: str, i: int, value: Any) -> None:
+            values = wide.get(column)
+            if values is None:
+                values = wide[column] = [None] * n
+            values[i] = value
+
         for i, r in enumerate(rows):
             for k, v in (r.get("tags") or {}).items():
-                wide.setdefault(f"tags.{k}", [None] * n)[i] = v
+                put(f"tags.{k}", i, v)
             for k, v in (r.get("params") or {}).items():
-                wide.setdefault(f"params.{k}", [None] * n)[i] = v
+                put(f"params.{k}", i, v)
             for k, s in (r.get("metrics_summary") or {}).items():
                 for stat in ("last", "min", "max"):
-                    wide.setdefault(f"metrics.{k}.{stat}", [None] * n)[i] = from_json_number(s.get(stat))
+                    put(f"metrics.{k}.{stat}", i, from_json_number(s.get(stat)))
         if wide:
             extra = pd.DataFrame({k: _column(v) for k, v in sorted(wide.items())})
             base = pd.concat([base, extra], axis=1)

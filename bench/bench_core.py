@@ -1,0 +1,234 @@
+"""Core logger and store benchmarks, with installed peers side by side.
+
+Run: python bench/bench_core.py [--quick]
+Prints medians of repeats; peers (tensorboardX, MLflow, Aim, W&B offline) run the same
+workload when installed, and their cost is printed as a ratio to reprolog's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import import_time, median_of, row  # noqa: E402
+
+import reprolog  # noqa: E402
+from reprolog._ids import new_run_id  # noqa: E402
+
+
+def curve(n: int, seed: int = 0) -> list[float]:
+    """A float32-precision training curve: decaying loss plus noise, as frameworks log it."""
+    rng = np.random.default_rng(seed)
+    x = 2.0 * np.exp(-np.arange(n) / (n / 5)) + 0.05 * rng.standard_normal(n)
+    return x.astype(np.float32).astype(np.float64).tolist()
+
+
+def bench_log_call(tmp: Path, n: int, repeats: int) -> float:
+    values = curve(n)
+
+    def once() -> None:
+        run = reprolog.init(dir=tmp / "log-call", capture=False)
+        log = run.log
+        for i, v in enumerate(values):
+            log({"loss": v}, step=i)
+        run.finish()
+
+    med, _ = median_of(once, repeats)
+    return med / n * 1e6
+
+
+def bench_million(tmp: Path, repeats: int) -> tuple[float, float]:
+    keys = [f"metric_{k}" for k in range(10)]
+    columns = [curve(100_000, seed=k) for k in range(10)]
+    rows = [dict(zip(keys, vals)) for vals in zip(*columns)]
+    sizes = []
+
+    def once() -> None:
+        run = reprolog.init(dir=tmp / "million", capture=False)
+        log = run.log
+        for i, r in enumerate(rows):
+            log(r, step=i)
+        run.finish()
+        sizes.append((run.dir / "metrics.parquet").stat().st_size)
+
+    med, _ = median_of(once, repeats)
+    return med, sizes[-1] / 1_000_000
+
+
+def build_read_store(tmp: Path) -> Path:
+    root = tmp / "read50"
+    for r in range(50):
+        run = reprolog.init(dir=root, capture=False)
+        for key in ("loss", "acc", "lr"):
+            vals = curve(2000, seed=r * 7 + len(key))
+            for i, v in enumerate(vals):
+                run.log({key: v}, step=i)
+        run.finish()
+    return root
+
+
+def bench_read(root: Path, repeats: int) -> float:
+    def once() -> None:
+        df = reprolog.Store(root).metrics()
+        assert len(df) == 50 * 3 * 2000
+
+    return median_of(once, repeats)[0]
+
+
+def build_big_store(tmp: Path, n_runs: int) -> Path:
+    """10,000 finished runs: one real run, copied under new ids (what many real runs leave)."""
+    root = tmp / "big"
+    run = reprolog.init(dir=root, capture=False, params={"lr": 0.001, "batch": 32, "model": "mlp"})
+    for i in range(100):
+        run.log({"loss": 1.0 / (i + 1), "acc": i / 100}, step=i)
+    run.finish()
+    template = run.dir
+    record = json.loads((template / "run.json").read_text())
+    summary = json.loads((template / "summary.json").read_text())
+    for i in range(n_runs - 1):
+        new_id = new_run_id()
+        dest = root / "runs" / new_id
+        dest.mkdir()
+        shutil.copyfile(template / "metrics.parquet", dest / "metrics.parquet")
+        record["id"] = summary["id"] = new_id
+        record["params"]["lr"] = summary["params"]["lr"] = 0.001 * (1 + i % 7)
+        (dest / "run.json").write_text(json.dumps(record))
+        (dest / "summary.json").write_text(json.dumps(summary))
+    return root
+
+
+def bench_runs(root: Path, n_runs: int, repeats: int) -> tuple[float, float]:
+    index = root / "index" / "runs.parquet"
+    if index.exists():
+        index.unlink()
+    start = time.perf_counter()
+    df = reprolog.Store(root).runs()
+    cold = time.perf_counter() - start
+    assert len(df) == n_runs, len(df)
+    warm, _ = median_of(lambda: reprolog.Store(root).runs(), repeats)
+    return cold, warm
+
+
+# ------------------------------------------------------------------ peers
+
+
+def peer_tensorboardx(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        return None
+    logdir = tmp / "tbx"
+    start = time.perf_counter()
+    writer = SummaryWriter(str(logdir))
+    for i, v in enumerate(values):
+        writer.add_scalar("loss", v, i)
+    writer.close()
+    elapsed = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in logdir.rglob("*") if p.is_file())
+    return elapsed / len(values) * 1e6, size / len(values)
+
+
+def peer_mlflow(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+    try:
+        import mlflow
+    except ImportError:
+        return None
+    # MLflow 3 refuses the plain file store unless told; it is what the anchors measured.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri((tmp / "mlruns").as_uri())
+    start = time.perf_counter()
+    with mlflow.start_run():
+        for i, v in enumerate(values):
+            mlflow.log_metric("loss", v, step=i)
+    elapsed = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in (tmp / "mlruns").rglob("metrics/*") if p.is_file())
+    return elapsed / len(values) * 1e6, size / len(values)
+
+
+def peer_aim(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+    try:
+        from aim import Run as AimRun
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    run = AimRun(repo=str(tmp / "aim"))
+    for i, v in enumerate(values):
+        run.track(v, name="loss", step=i)
+    run.close()
+    elapsed = time.perf_counter() - start
+    return elapsed / len(values) * 1e6, float("nan")
+
+
+def peer_wandb(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+    try:
+        import wandb
+    except ImportError:
+        return None
+    os.environ["WANDB_SILENT"] = "true"
+    start = time.perf_counter()
+    run = wandb.init(mode="offline", dir=str(tmp), project="bench")
+    for i, v in enumerate(values):
+        run.log({"loss": v}, step=i)
+    run.finish()
+    elapsed = time.perf_counter() - start
+    return elapsed / len(values) * 1e6, float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller peers")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 5
+    n_runs = 10_000
+    with tempfile.TemporaryDirectory(prefix="reprolog-bench-") as name:
+        tmp = Path(name)
+        print("reprolog core benchmark (medians of repeats; machine: %d cores)" % os.cpu_count())
+        bench_log_call(tmp, 1_000, 1)  # warm-up: first finish imports numpy and pyarrow
+        per_call = bench_log_call(tmp, 200_000, repeats)
+        row("run.log({'loss': x}, step=i), amortised incl. finish", f"{per_call:.2f} us", "<= 2 us")
+        million, bytes_per_point = bench_million(tmp, repeats)
+        row("1,000,000 points (10 keys x 100,000 steps) + finish", f"{million:.2f} s", "<= 3 s")
+        row("disk per point, float32-precision curves", f"{bytes_per_point:.2f} B", "<= 4 B")
+        read_root = build_read_store(tmp)
+        read = bench_read(read_root, repeats)
+        row("read 50 runs x 3 metrics x 2,000 steps -> DataFrame", f"{read:.3f} s", "<= 0.2 s")
+        big = build_big_store(tmp, n_runs)
+        cold, warm = bench_runs(big, n_runs, repeats)
+        row(f"Store.runs() over {n_runs:,} runs, index warm", f"{warm:.3f} s", "<= 1 s")
+        row(f"Store.runs() over {n_runs:,} runs, index rebuilt", f"{cold:.3f} s", "", "(first listing)")
+        row("import reprolog", f"{import_time('reprolog'):.3f} s", "<= 0.3 s")
+
+        n_peer = 2_000 if args.quick else 20_000
+        values = curve(n_peer)
+        print(f"\npeers: the same single-key workload ({n_peer:,} points), one call per point")
+        for label, fn in (
+            ("tensorboardX SummaryWriter.add_scalar", peer_tensorboardx),
+            ("MLflow log_metric (file store)", peer_mlflow),
+            ("Aim Run.track", peer_aim),
+            ("W&B offline run.log", peer_wandb),
+        ):
+            try:
+                result = fn(tmp, values)
+            except Exception as exc:  # a peer that breaks must not hide the others
+                row(label, "error", "", f"{type(exc).__name__}: {exc}"[:60])
+                continue
+            if result is None:
+                row(label, "not installed")
+                continue
+            us, size = result
+            ratio = us / per_call
+            extra = f"{size:.0f} B/point on disk" if size == size else ""
+            row(label, f"{us:.1f} us", f"x{ratio:.0f}", extra)
+
+
+if __name__ == "__main__":
+    main()
