@@ -16,8 +16,11 @@ from reprolog._errors import (
     StepError,
     StoreError,
 )
+from reprolog._fingerprint import fingerprint
+from reprolog._plugins import autolog, autolog_enabled
 from reprolog._record import RunRecord
 from reprolog._run import Run, active_run, init
+from reprolog._seed import seed_everything
 from reprolog._store import Store
 
 __version__ = "0.1.0"
@@ -40,5 +43,9 @@ __all__ = [
     "StoreError",
     "__version__",
     "active_run",
+    "autolog",
+    "autolog_enabled",
+    "fingerprint",
     "init",
+    "seed_everything",
 ]

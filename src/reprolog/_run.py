@@ -197,6 +197,7 @@ class Run:
         if capture:
             self._capture()
         self._take_pending_seeding()
+        self._refresh_risks()
         if params:
             self.log_params(params)
         if tags:
@@ -455,7 +456,9 @@ class Run:
             desc = dict(describe_data(obj))
         except Exception as exc:
             self.record_capture_error(f"data:{name}", exc)
-            desc = {"fingerprint": None, "error": f"{type(exc).__name__}: {exc}"}
+            from reprolog._redact import redact_text
+
+            desc = {"fingerprint": None, "error": redact_text(f"{type(exc).__name__}: {exc}")[0]}
         if context:
             desc["context"] = dict(context)
         self.update_section("data", {name: desc})
@@ -644,6 +647,13 @@ class Run:
             from reprolog._capture import compute_risks
 
             sections = self._record["sections"]
+            determinism = sections.get("determinism")
+            if determinism is not None and not determinism.get("torch_loaded") and "torch" in sys.modules:
+                # torch was imported after init: its determinism flags are knowable only now.
+                from reprolog._capture.determinism import capture_determinism
+                from reprolog._capture.report import CaptureReport
+
+                determinism.update(capture_determinism(CaptureReport()))
             if "determinism" in sections:
                 sections["determinism"]["risks"] = compute_risks(sections)
         except Exception as exc:
@@ -679,6 +689,7 @@ class Run:
 _hooks_installed = False
 _previous_excepthook = sys.excepthook
 _previous_sigterm: Any = None
+_signal_received: str | None = None
 
 
 def _finish_all(status: str, error: BaseException | None = None) -> None:
@@ -699,7 +710,14 @@ def _excepthook(
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _finish_all("interrupted", KeyboardInterrupt(f"signal {signal.Signals(signum).name}"))
+    global _signal_received
+    _signal_received = signal.Signals(signum).name
+    if signal.getsignal(signum) is not _on_sigterm:
+        # Another handler (e.g. Lightning's) installed itself later and chained to us: it
+        # owns the shutdown and will let its framework end gracefully. Ending our runs now
+        # would cut that short; atexit ends them as interrupted instead.
+        return
+    _finish_all("interrupted", KeyboardInterrupt(f"signal {_signal_received}"))
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
@@ -710,7 +728,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _at_exit() -> None:
-    _finish_all("completed")
+    if _signal_received is not None:
+        _finish_all("interrupted", KeyboardInterrupt(f"signal {_signal_received}"))
+    else:
+        _finish_all("completed")
 
 
 def _after_fork_in_child() -> None:
