@@ -45,17 +45,23 @@ def _start(git: str, cwd: str, *args: str, stderr: IO[bytes] | int = subprocess.
 
 
 def _finish(proc: Any) -> tuple[int, bytes, str]:
-    try:
-        out, err = proc.communicate(timeout=GIT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return 124, b"", f"git timed out after {GIT_TIMEOUT:.0f} s"
-    return proc.returncode, out, (err or b"").decode("utf-8", "replace").strip()
+    with proc:  # closes every pipe and reaps the child, whatever happens
+        try:
+            out, err = proc.communicate(timeout=GIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return 124, b"", f"git timed out after {GIT_TIMEOUT:.0f} s"
+        return proc.returncode, out, (err or b"").decode("utf-8", "replace").strip()
 
 
 def _stream_diff(proc: Any) -> tuple[int, bytes, str | None, int]:
     """Read a diff: hash every byte, keep the first DIFF_CAP bytes, give up past DIFF_HASH_CAP."""
+    with proc:  # closes every pipe and reaps the child, whatever happens
+        return _read_diff(proc)
+
+
+def _read_diff(proc: Any) -> tuple[int, bytes, str | None, int]:
     digest = hashlib.sha256()
     kept = bytearray()
     total = 0

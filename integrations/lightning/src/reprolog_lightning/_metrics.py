@@ -1,0 +1,85 @@
+"""Read what `self.log` produced, the way Lightning hands it to its own loggers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+_WRAPPED = "__reprolog_wrapped__"
+
+
+def step_metrics(trainer: Any) -> dict[str, Any]:
+    """Return this training batch's step values (`on_step=True`, `logger=True`) by key.
+
+    Reads the step cache of Lightning's result collection, which is filled on every batch
+    whatever `log_every_n_steps` says; reading it computes nothing and syncs no process group.
+    Keys are the names loggers receive (`loss`, or `loss_step` when also logged on epoch).
+    """
+    return dict(trainer._logger_connector.metrics["log"])
+
+
+def logger_step(trainer: Any) -> int:
+    """Return the step Lightning gives its loggers for the current training batch.
+
+    It counts the batches that stepped an optimizer before this one: `trainer.global_step`
+    during `training_step` for a single optimizer, and one per batch with several.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+
+
+def accumulating(trainer: Any) -> bool:
+    """Return True on a batch that only accumulates gradients (Lightning logs nothing then)."""
+    module = trainer.lightning_module
+    if not getattr(module, "automatic_optimization", True):
+        return False
+    should = getattr(trainer.fit_loop, "_should_accumulate", None)
+    return bool(should()) if callable(should) else False
+
+
+def in_train_step(trainer: Any) -> bool:
+    """Return True while the logger connector is handling training *step* values."""
+    return bool(trainer.training) and trainer._logger_connector._first_loop_iter is not None
+
+
+def wrap_log_metrics(trainer: Any, sink: Callable[[dict[str, Any], int | None], None]) -> None:
+    """Route every metrics dict Lightning sends to its loggers into `sink`, loggers or not.
+
+    Lightning's connector returns early when the Trainer has no logger; the wrapper sees the
+    dict first, so epoch, validation and test values are captured with `logger=False` too.
+
+    Args:
+        trainer: the Trainer whose logger connector is wrapped (once).
+        sink: receives (metrics, step) exactly as the connector received them.
+    """
+    connector = trainer._logger_connector
+    original = connector.log_metrics
+    if getattr(original, _WRAPPED, False):
+        return
+
+    @functools.wraps(original)
+    def log_metrics(metrics: Any, step: int | None = None) -> None:
+        # `sink` guards itself: a capture failure never reaches Lightning.
+        sink(metrics, step)
+        original(metrics, step)
+
+    setattr(log_metrics, _WRAPPED, True)
+    connector.log_metrics = log_metrics
+
+
+def resolve_step(
+    trainer: Any, metrics: dict[str, Any], step: int | None
+) -> tuple[dict[str, Any], int]:
+    """Apply the connector's step rule: explicit step, else a logged `step`, else the logger step.
+
+    Returns:
+        (the metrics without a `step` entry, the step to record them at).
+    """
+    metrics = dict(metrics)
+    logged = metrics.pop("step", None)
+    if step is not None:
+        return metrics, int(step)
+    if logged is not None:
+        return metrics, int(logged)
+    return metrics, logger_step(trainer)
