@@ -16,6 +16,7 @@ from reprolog._errors import (
     StepError,
     StoreError,
 )
+from reprolog._diff import diff
 from reprolog._fingerprint import fingerprint
 from reprolog._plugins import autolog, autolog_enabled
 from reprolog._record import RunRecord
@@ -45,6 +46,7 @@ __all__ = [
     "active_run",
     "autolog",
     "autolog_enabled",
+    "diff",
     "fingerprint",
     "init",
     "seed_everything",

@@ -101,8 +101,15 @@ def read_parquet(path: Path, keys: list[str] | None = None) -> pa.Table:
     import pyarrow.parquet as pq
 
     try:
-        filters = [("key", "in", keys)] if keys else None
-        return pq.read_table(path, filters=filters, schema=metrics_schema())
+        # ParquetFile rather than read_table: the latter loads pyarrow.dataset (and pandas),
+        # which costs a CLI call more than the read itself.
+        table = pq.ParquetFile(path).read()
+        if keys:
+            import pyarrow.compute as pc
+
+            wanted = pa.array(list(keys), pa.string())
+            table = table.filter(pc.is_in(table.column("key").cast(pa.string()), wanted))
+        return table.cast(metrics_schema())
     except (pa.ArrowException, OSError) as exc:
         raise CorruptFileError(f"{path}: unreadable metrics file: {exc}", path=str(path)) from exc
 
