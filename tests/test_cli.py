@@ -37,12 +37,13 @@ def test_ls_lists_runs_with_varying_params_and_final_metrics(store: Path) -> Non
     res = cli(store, "ls")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    header = lines[0].split()
-    assert header[:5] == ["id", "name", "experiment", "status", "duration"]
+    assert lines[0].split()[0] == "params"  # the group line above the headers
+    header = lines[1].split()
+    assert header[:6] == ["id", "name", "experiment", "status", "duration", "start"]
     assert "lr" in header and "loss" in header
     assert "bs" not in header  # the same in every run: not shown
-    assert len(lines) == 4
-    assert all("completed" in line for line in lines[1:])
+    assert len(lines) == 6  # group line, headers, 3 runs, a footnote counting bs
+    assert all("completed" in line for line in lines[2:5])
 
 
 def test_ls_experiment_where_sort_limit(store: Path) -> None:
@@ -139,7 +140,8 @@ def test_ls_of_many_rows_prints_plain_columns(store: Path, monkeypatch: pytest.M
     monkeypatch.setattr(_list, "RICH_MAX_ROWS", 1)
     res = cli(store, "ls", "--limit", "0", "--sort", "name")
     assert res.exit_code == 0, res.output
-    lines = res.output.splitlines()
-    assert lines[0].split() == ["id", "name", "experiment", "status", "duration", "lr", "loss"]
+    lines = res.output.splitlines()[1:5]  # below the params/metrics group line
+    header = ["id", "name", "experiment", "status", "duration", "start", "lr", "loss"]
+    assert lines[0].split() == header
     assert [ln.split()[1] for ln in lines[1:]] == ["fast", "slow", "x"]
     assert len({ln.index("completed") for ln in lines[1:]}) == 1  # aligned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reprolog._diff import diff
 from reprolog._errors import (
     AmbiguousRunError,
     ArgumentError,
@@ -16,11 +17,11 @@ from reprolog._errors import (
     StepError,
     StoreError,
 )
-from reprolog._diff import diff
 from reprolog._fingerprint import fingerprint
+from reprolog._lifecycle import active_run
 from reprolog._plugins import autolog, autolog_enabled
 from reprolog._record import RunRecord
-from reprolog._run import Run, active_run, init
+from reprolog._run import Run, init
 from reprolog._seed import seed_everything
 from reprolog._store import Store
 

@@ -133,7 +133,7 @@ def summarize(table: pa.Table) -> dict[str, dict[str, Any]]:
     starts = np.concatenate(([0], boundaries))
     ends = np.concatenate((boundaries, [len(indices)]))
     out: dict[str, dict[str, Any]] = {}
-    for start, end in zip(starts.tolist(), ends.tolist()):
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=False):
         chunk = values[start:end]
         finite = chunk[~np.isnan(chunk)]
         last = float(chunk[-1])

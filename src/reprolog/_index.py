@@ -36,7 +36,7 @@ def _read_index(path: Path) -> dict[str, tuple[int, str]]:
     except (pa.ArrowException, OSError, KeyError) as exc:
         logger.warning("reprolog: rebuilding unreadable index %s (%s)", path, exc)
         return {}
-    return {i: (m, s) for i, m, s in zip(ids, mtimes, summaries)}
+    return {i: (m, s) for i, m, s in zip(ids, mtimes, summaries, strict=False)}
 
 
 def _write_index(layout: StoreLayout, entries: dict[str, tuple[int, str]]) -> None:
@@ -65,9 +65,7 @@ def _write_index(layout: StoreLayout, entries: dict[str, tuple[int, str]]) -> No
         os.close(fd)
 
 
-def load_summaries(
-    layout: StoreLayout, load_one: Any
-) -> list[dict[str, Any]]:
+def load_summaries(layout: StoreLayout, load_one: Any) -> list[dict[str, Any]]:
     """Return one summary row per run folder, refreshing the index as needed.
 
     Args:

@@ -14,6 +14,7 @@ Key names live in an append-only side file written (with write(2)) before their 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 MAGIC = b"RPLMLOG1"
-HEADER = struct.Struct("<8sIIIIqq24x")  # magic, record size, capacity, chunk no, flags, t0_ns, mono0_ns
+HEADER = struct.Struct(
+    "<8sIIIIqq24x"
+)  # magic, record size, capacity, chunk no, flags, t0_ns, mono0_ns
 HEADER_SIZE = 64
 RECORD = struct.Struct("<dqIIiI")
 RECORD_SIZE = RECORD.size
@@ -84,10 +87,8 @@ class KeyFile:
         os.write(self.fd, (json.dumps([key_id, key], ensure_ascii=False) + "\n").encode())
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------- reading
@@ -127,12 +128,27 @@ def read_keys(path: Path) -> tuple[dict[int, str], list[str]]:
     return keys, problems
 
 
+def _points_dtype() -> Any:
+    """The decoded form of a record: absolute time, no seq."""
+    import numpy as np
+
+    return np.dtype(
+        [("value", "<f8"), ("step", "<i8"), ("time_ms", "<i8"), ("key_id", "<u4"), ("epoch", "<i4")]
+    )
+
+
 def _record_dtype() -> Any:
     import numpy as np
 
     return np.dtype(
-        [("value", "<f8"), ("step", "<i8"), ("time_ms", "<u4"), ("key_id", "<u4"),
-         ("epoch", "<i4"), ("seq", "<u4")]
+        [
+            ("value", "<f8"),
+            ("step", "<i8"),
+            ("time_ms", "<u4"),
+            ("key_id", "<u4"),
+            ("epoch", "<i4"),
+            ("seq", "<u4"),
+        ]
     )
 
 
@@ -144,10 +160,13 @@ def read_chunk(path: Path) -> tuple[Any, int, list[str]]:
     with open(path, "rb") as fh:
         data = fh.read()
     if len(data) < HEADER_SIZE:
-        return np.zeros(0, _record_dtype()), 0, [f"{path}: truncated header ({len(data)} bytes)"]
+        # A chunk being created when the writer died: nothing in it was ever accepted.
+        return np.zeros(0, _points_dtype()), 0, [f"{path}: truncated header ({len(data)} bytes)"]
     magic, rsize, capacity, _number, _flags, t0_ns, _mono0 = HEADER.unpack_from(data, 0)
+    if magic == bytes(len(MAGIC)):
+        return np.zeros(0, _points_dtype()), 0, []  # created, header not yet written: empty
     if magic != MAGIC or rsize != RECORD_SIZE:
-        return np.zeros(0, _record_dtype()), 0, [f"{path}: not a reprolog metric log chunk"]
+        return np.zeros(0, _points_dtype()), 0, [f"{path}: not a reprolog metric log chunk"]
     count = min(capacity, (len(data) - HEADER_SIZE) // RECORD_SIZE)
     recs = np.frombuffer(data, dtype=_record_dtype(), count=count, offset=HEADER_SIZE)
     expected = np.arange(1, count + 1, dtype=np.uint32)
@@ -159,8 +178,7 @@ def read_chunk(path: Path) -> tuple[Any, int, list[str]]:
         dropped = 1
         problems.append(f"{path}: dropped a torn record at index {n_valid}")
     valid = recs[:n_valid].copy()
-    out = np.zeros(n_valid, dtype=[("value", "<f8"), ("step", "<i8"), ("time_ms", "<i8"),
-                                   ("key_id", "<u4"), ("epoch", "<i4")])
+    out = np.zeros(n_valid, dtype=_points_dtype())
     out["value"] = valid["value"]
     out["step"] = valid["step"]
     out["time_ms"] = valid["time_ms"].astype(np.int64) + t0_ns // 1_000_000
@@ -182,11 +200,7 @@ def read_log(log_dir: Path) -> LogContents:
         parts.append(recs)
         dropped += d
         problems.extend(p)
-    if parts:
-        recs = np.concatenate(parts)
-    else:
-        recs = np.zeros(0, dtype=[("value", "<f8"), ("step", "<i8"), ("time_ms", "<i8"),
-                                  ("key_id", "<u4"), ("epoch", "<i4")])
+    recs = np.concatenate(parts) if parts else np.zeros(0, dtype=_points_dtype())
     # A point whose key line was torn cannot be named: drop it and say so.
     known = np.fromiter(keys_map.keys(), dtype=np.int64, count=len(keys_map))
     mask = np.isin(recs["key_id"].astype(np.int64), known)

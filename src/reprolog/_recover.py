@@ -6,7 +6,6 @@ import fcntl
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 from reprolog._artifacts import remove_tree
@@ -53,10 +52,15 @@ def compact(layout: RunLayout, record: dict[str, Any]) -> list[str]:
 
 
 def finalize(layout: RunLayout, record: dict[str, Any]) -> None:
-    """Write the final record (durably) and the index summary, then drop the live log."""
+    """Write the final record (durably) and the index summary, then drop the live log.
+
+    The log is dropped only when `compact` succeeded (it fills `metrics_summary`): when
+    compaction failed, the log is the only copy of the points and the next reader
+    compacts it (see `Store._load_record`).
+    """
     write_json_atomic(layout.record, record, fsync=True)
     write_json_atomic(layout.summary, summary_row(record))
-    if layout.log_dir.is_dir():
+    if layout.log_dir.is_dir() and record.get("metrics_summary") is not None:
         remove_tree(layout.log_dir)
 
 

@@ -112,7 +112,7 @@ def _record(info: dict[str, Any]) -> None:
     global _pending
     run = None
     try:
-        import reprolog._run as run_module
+        import reprolog._lifecycle as run_module
 
         run = run_module.active_run()
     except Exception:  # the core not importable: keep it for the next run

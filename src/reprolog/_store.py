@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,13 +21,16 @@ from reprolog._errors import (
 from reprolog._index import load_summaries
 from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
 from reprolog._record import TERMINAL_STATUSES, RunRecord, read_json
-from reprolog._recover import recover, summary_row, writer_is_dead
+from reprolog._recover import lock_is_free, recover, summary_row, writer_is_dead
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
 logger = logging.getLogger("reprolog")
+
+# A run folder with neither run.json nor run.lock is taken for a run being created this long.
+_STARTING_GRACE_S = 10.0
 
 
 class Store:
@@ -42,7 +46,7 @@ class Store:
     Example:
         >>> store = reprolog.Store()                                   # doctest: +SKIP
         >>> store.runs()[["id", "status", "params.lr", "metrics.loss.last"]]  # doctest: +SKIP
-        >>> store.sql("SELECT run_id, min(value) FROM metrics WHERE key='loss' GROUP BY 1")  # doctest: +SKIP
+        >>> store.sql("SELECT key, count(*) FROM metrics GROUP BY 1")  # doctest: +SKIP
     """
 
     def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
@@ -77,12 +81,16 @@ class Store:
 
     def _load_summary(self, run_id: str) -> dict[str, Any] | None:
         layout = RunLayout(self._layout.run_dir(run_id))
-        try:
-            if layout.summary.exists() and not layout.log_dir.is_dir():
+        if layout.summary.exists() and not layout.log_dir.is_dir():
+            try:
                 return read_json(layout.summary)
+            except CorruptFileError as exc:  # the record holds the same facts: fall back on it
+                self._problem(str(exc))
+        try:
             return summary_row(self._load_record(run_id))
         except CorruptFileError as exc:
-            self._problem(str(exc))
+            if not _being_created(layout):
+                self._problem(str(exc))
             return None
 
     def _problem(self, message: str) -> None:
@@ -94,7 +102,9 @@ class Store:
         """Every run id in the store, oldest first."""
         try:
             return sorted(
-                e.name for e in os.scandir(self._layout.runs) if e.is_dir() and not e.name.startswith(".")
+                e.name
+                for e in os.scandir(self._layout.runs)
+                if e.is_dir() and not e.name.startswith(".")
             )
         except FileNotFoundError:
             return []
@@ -238,14 +248,17 @@ class Store:
                     if keys is not None:
                         import pyarrow.compute as pc
 
-                        table = table.filter(pc.is_in(table.column("key").cast("string"), pa_array(keys)))
+                        table = table.filter(
+                            pc.is_in(table.column("key").cast("string"), pa_array(keys))
+                        )
                     return table
                 del record
             if not layout.metrics.exists():
                 return None
             return read_parquet(layout.metrics, keys)
         except CorruptFileError as exc:
-            self._problem(str(exc))
+            if not _being_created(layout):
+                self._problem(str(exc))
             return None
 
     # ------------------------------------------------------------------ SQL
@@ -266,15 +279,24 @@ class Store:
 
         con = duckdb.connect()
         try:
-            self._register_views(con)
-            try:
-                return con.execute(query).df()
-            except duckdb.Error as exc:
-                raise QueryError(f"SQL error: {exc}") from None
+            files = self._register_views(con)
+            while True:
+                try:
+                    return con.execute(query).df()
+                except duckdb.Error as exc:
+                    # A corrupt metrics file must not make the whole store unqueryable:
+                    # report it, drop it from the view and run the query again.
+                    bad = next((f for f in files if f in str(exc)), None)
+                    if bad is None:
+                        raise QueryError(f"SQL error: {exc}") from None
+                    self._problem(f"{bad}: unreadable metrics file: {exc}")
+                    files.remove(bad)
+                    _create_metrics_view(con, files)
         finally:
             con.close()
 
-    def _register_views(self, con: Any) -> None:
+    def _register_views(self, con: Any) -> list[str]:
+        """Register the four views; return the metrics files behind the `metrics` view."""
         import pandas as pd
 
         runs = self.runs()
@@ -284,7 +306,11 @@ class Store:
         for summary in self._summaries():
             run_id = summary["id"]
             for key, value in (summary.get("params") or {}).items():
-                num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+                num = (
+                    float(value)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)
+                    else None
+                )
                 params_rows.append((run_id, key, json.dumps(value, default=repr), num))
         con.register(
             "params",
@@ -300,14 +326,38 @@ class Store:
                 artifact_rows.append(
                     {
                         "run_id": run_id,
-                        **{k: art.get(k) for k in ("id", "name", "kind", "path", "size", "sha256", "step", "status", "blob")},
+                        **{
+                            k: art.get(k)
+                            for k in (
+                                "id",
+                                "name",
+                                "kind",
+                                "path",
+                                "size",
+                                "sha256",
+                                "step",
+                                "status",
+                                "blob",
+                            )
+                        },
                     }
                 )
         con.register(
             "artifacts",
             pd.DataFrame(
                 artifact_rows,
-                columns=["run_id", "id", "name", "kind", "path", "size", "sha256", "step", "status", "blob"],
+                columns=[
+                    "run_id",
+                    "id",
+                    "name",
+                    "kind",
+                    "path",
+                    "size",
+                    "sha256",
+                    "step",
+                    "status",
+                    "blob",
+                ],
             ),
         )
         files = [
@@ -315,19 +365,42 @@ class Store:
             for i in runs["id"]
             if RunLayout(self._layout.run_dir(i)).metrics.exists()
         ]
-        if files:
-            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            con.execute(
-                f"CREATE VIEW metrics AS SELECT CAST(run_id AS VARCHAR) AS run_id, "
-                f"CAST(key AS VARCHAR) AS key, step, epoch, value, time "
-                f"FROM read_parquet([{listing}])"
-            )
-        else:
-            con.execute(
-                "CREATE VIEW metrics AS SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, "
-                "NULL::BIGINT AS step, NULL::INTEGER AS epoch, NULL::DOUBLE AS value, "
-                "NULL::TIMESTAMPTZ AS time WHERE false"
-            )
+        _create_metrics_view(con, files)
+        return files
+
+
+def _create_metrics_view(con: Any, files: list[str]) -> None:
+    if files:
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(
+            f"CREATE OR REPLACE VIEW metrics AS SELECT CAST(run_id AS VARCHAR) AS run_id, "
+            f"CAST(key AS VARCHAR) AS key, step, epoch, value, time "
+            f"FROM read_parquet([{listing}])"
+        )
+    else:
+        con.execute(
+            "CREATE OR REPLACE VIEW metrics AS SELECT NULL::VARCHAR AS run_id, "
+            "NULL::VARCHAR AS key, NULL::BIGINT AS step, NULL::INTEGER AS epoch, "
+            "NULL::DOUBLE AS value, NULL::TIMESTAMPTZ AS time WHERE false"
+        )
+
+
+def _being_created(layout: RunLayout) -> bool:
+    """True for a run folder whose record is not written yet because its run is starting.
+
+    `init` creates the folder, takes run.lock, captures the environment, and only then writes
+    run.json: while its writer holds the lock (or, before the lock file exists, for a few
+    seconds) a missing record is no damage.
+    """
+    if layout.record.exists():
+        return False
+    if layout.lock.exists():
+        return not lock_is_free(layout)
+    try:
+        age = time.time() - layout.dir.stat().st_mtime
+    except FileNotFoundError:
+        return True  # deleted meanwhile: nothing to report
+    return age < _STARTING_GRACE_S
 
 
 def pa_array(values: list[str]) -> Any:
@@ -342,6 +415,8 @@ def _column(values: list[Any]) -> Any:
 
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         if any(isinstance(v, float) for v in values):
-            return pd.Series([float("nan") if v is None else float(v) for v in values], dtype="float64")
+            return pd.Series(
+                [float("nan") if v is None else float(v) for v in values], dtype="float64"
+            )
         return pd.array(values, dtype="Int64")
     return pd.Series(values, dtype=object)

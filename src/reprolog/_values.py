@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reprolog._errors import ArgumentError, MetricKeyError, MetricValueError, StepError
@@ -15,8 +15,11 @@ ACCEPTED_VALUES = (
 )
 
 
+_ACCEPTED_STEPS = "a non-negative integer (int or numpy/torch integer scalar)"
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = " ".join(repr(value).split())  # one line, even for a tensor's multi-line repr
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__module__}.{type(value).__qualname__} {text}"
@@ -30,8 +33,10 @@ def to_float(key: str, value: Any) -> float:
     importing numpy or torch: anything with `.item()` and a size of one qualifies.
     """
     kind = type(value)
-    if kind is int or kind is bool:
+    if kind is bool:
         return float(value)
+    if kind is int:
+        return _int_to_float(key, value)
     if isinstance(value, (str, bytes, bytearray)) or value is None:
         raise MetricValueError(
             f"metric {key!r}: got {_describe(value)}; accepted: {ACCEPTED_VALUES}",
@@ -41,7 +46,7 @@ def to_float(key: str, value: Any) -> float:
     if isinstance(value, float):  # float subclasses
         return float(value)
     if isinstance(value, int):
-        return float(value)
+        return _int_to_float(key, value)
     item = getattr(value, "item", None)
     if item is not None:
         size = getattr(value, "size", None)
@@ -53,10 +58,20 @@ def to_float(key: str, value: Any) -> float:
                 out = item()
             except Exception as exc:  # e.g. a tensor on a device that cannot sync
                 raise MetricValueError(
-                    f"metric {key!r}: could not read {_describe(value)} ({exc})", key=key, value=value
+                    f"metric {key!r}: could not read {_describe(value)} ({exc})",
+                    key=key,
+                    value=value,
                 ) from exc
-            if isinstance(out, (int, float)) and not isinstance(out, complex):
-                return float(out)
+            if isinstance(out, float):
+                return out
+            if isinstance(out, int):
+                return _int_to_float(key, out)
+            raise MetricValueError(
+                f"metric {key!r}: got {_describe(value)} holding {_describe(out)}; "
+                f"accepted: {ACCEPTED_VALUES}",
+                key=key,
+                value=value,
+            )
         raise MetricValueError(
             f"metric {key!r}: got {_describe(value)} with {size} elements; "
             f"accepted: {ACCEPTED_VALUES}",
@@ -70,6 +85,18 @@ def to_float(key: str, value: Any) -> float:
     )
 
 
+def _int_to_float(key: str, value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # ints beyond ~1.8e308 have no float
+        raise MetricValueError(
+            f"metric {key!r}: got {_describe(value)}, too large for a 64-bit float; "
+            f"accepted: {ACCEPTED_VALUES}",
+            key=key,
+            value=value,
+        ) from None
+
+
 def check_key(key: Any) -> str:
     """Return the key when it can name a metric, else raise MetricKeyError."""
     if not isinstance(key, str):
@@ -81,27 +108,49 @@ def check_key(key: Any) -> str:
     return key
 
 
-def check_step(step: Any, *, what: str = "step") -> int:
-    """Return a valid step (a non-negative int; numpy integers accepted), else raise StepError."""
+def check_step(step: Any, *, what: str = "step", keys: Iterable[Any] | None = None) -> int:
+    """Return a valid step (a non-negative int; numpy integers accepted), else raise StepError.
+
+    Args:
+        step: the value to check.
+        what: "step" or "epoch", for the message.
+        keys: the metric keys the step applies to, named in the message.
+    """
+    if type(step) is int and 0 <= step <= 2**62:  # the common case: no message to prepare
+        return step
     if isinstance(step, bool):
-        raise StepError(f"{what} must be a non-negative integer, got bool {step!r}")
+        raise _step_error(what, keys, f"got bool {step!r}")
     if not isinstance(step, int):
         index = getattr(step, "__index__", None)
-        if index is None:
-            raise StepError(f"{what} must be a non-negative integer, got {_describe(step)}")
-        step = index()
+        try:
+            as_int = index() if index is not None else None
+        except (TypeError, ValueError, RuntimeError):  # e.g. a float tensor or a 1-d array
+            as_int = None
+        if not isinstance(as_int, int):
+            raise _step_error(what, keys, f"got {_describe(step)}")
+        step = as_int
     if step < 0:
-        raise StepError(f"{what} must be a non-negative integer, got {step}")
+        raise _step_error(what, keys, f"got {step}")
     if step > 2**62:
-        raise StepError(f"{what} must be below 2**62, got {step}")
+        raise _step_error(what, keys, f"got {step}", accepted="below 2**62")
     return int(step)
 
 
-def check_epoch(epoch: Any) -> int:
+def _step_error(
+    what: str, keys: Iterable[Any] | None, received: str, accepted: str = _ACCEPTED_STEPS
+) -> StepError:
+    key_list = list(keys)[:5] if keys is not None else []
+    if key_list:
+        what = f"{what} of metric {', '.join(repr(k) for k in key_list)}"
+    first = key_list[0] if key_list and isinstance(key_list[0], str) else None
+    return StepError(f"{what} must be {accepted}, {received}", key=first)
+
+
+def check_epoch(epoch: Any, *, keys: Iterable[Any] | None = None) -> int:
     """Return a valid epoch (stored as int32), else raise StepError."""
-    value = check_step(epoch, what="epoch")
+    value = check_step(epoch, what="epoch", keys=keys)
     if value >= 2**31 - 1:
-        raise StepError(f"epoch must be below 2**31 - 1, got {value}")
+        raise _step_error("epoch", keys, f"got {value}", accepted="below 2**31 - 1")
     return value
 
 

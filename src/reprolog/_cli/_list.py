@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from reprolog._cli._columns import IDENTITY, METRICS, build, candidates, interleave, resolve
 from reprolog._cli._common import (
     EXIT_CODES_HELP,
     STATUS_STYLE,
     console,
-    fmt_duration,
-    fmt_value,
     frame_json,
     store_from,
 )
+from reprolog._cli._table import display_order, fit, plain, render
 from reprolog._errors import ArgumentError, QueryError
 
 if TYPE_CHECKING:
@@ -53,6 +53,19 @@ RICH_MAX_ROWS = 200
     type=click.IntRange(min=0),
     help="Show at most N runs (0: all).",
 )
+@click.option(
+    "--columns",
+    "-c",
+    default=None,
+    metavar="A,B,…",
+    help="Show these columns after the identity ones: params.lr or lr, metrics.loss.last or loss, "
+    "loss.min, end, …",
+)
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Every param and final metric, full names, nothing cut (for piping; ignores the width).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON (all columns).")
 @click.pass_context
 def ls(
@@ -61,14 +74,22 @@ def ls(
     where: str | None,
     sort_key: str,
     limit: int,
+    columns: str | None,
+    wide: bool,
     as_json: bool,
 ) -> None:
-    """List runs: status, duration, the params that vary between them, final metrics.
+    """List runs: status, duration, start, the params that vary between them, final metrics.
+
+    Params are shown when the runs that have them do not all hold the same value; the
+    params most runs have and the metrics most runs share come first, as many as the
+    terminal fits, and a last line counts the columns left out.
 
     \b
     Examples:
       reprolog ls
       reprolog ls -e mnist --where '"params.optimizer.lr" >= 0.001' --sort -metrics.acc.last
+      reprolog ls --columns lr,batch_size,loss,val_loss.min
+      reprolog ls --wide --limit 0 | less -S
       reprolog ls --json --limit 0 > runs.json
     """
     store = store_from(ctx)
@@ -83,7 +104,8 @@ def ls(
     if as_json:
         click.echo(frame_json(frame))
         return
-    _print_table(frame, unique_prefix_len(all_ids), total)
+    names = [n.strip() for n in columns.split(",") if n.strip()] if columns is not None else None
+    _print_listing(frame, names, wide=wide, id_len=unique_prefix_len(all_ids), total=total)
 
 
 def filter_where(frame: pd.DataFrame, predicate: str) -> pd.DataFrame:
@@ -123,13 +145,11 @@ def sort_frame(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """
     descending = key.startswith("-")
     name = key.lstrip("-+")
-    for candidate in (name, f"params.{name}", f"metrics.{name}.last", f"metrics.{name}"):
-        if candidate in frame.columns:
-            return frame.sort_values(
-                candidate, ascending=not descending, na_position="last", kind="stable"
-            )
-    shown = ", ".join(list(frame.columns)[:12])
-    raise ArgumentError(f"cannot sort by {name!r}: no such column (columns include: {shown})")
+    try:
+        column = resolve(frame, name)
+    except ArgumentError as exc:
+        raise ArgumentError(f"cannot sort by {name!r}: {exc}") from None
+    return frame.sort_values(column, ascending=not descending, na_position="last", kind="stable")
 
 
 def unique_prefix_len(ids: list[str]) -> int:
@@ -142,75 +162,56 @@ def unique_prefix_len(ids: list[str]) -> int:
     return max(MIN_ID_CHARS, longest + 1)
 
 
-def varying_params(frame: pd.DataFrame) -> list[str]:
-    """The params.* columns whose value is not the same for every listed run."""
-    cols = [c for c in frame.columns if c.startswith("params.")]
-    out = []
-    for col in cols:
-        values = frame[col]
-        try:
-            distinct = values.nunique(dropna=False)
-        except TypeError:  # unhashable (lists, dicts): compare their text
-            distinct = values.map(repr).nunique(dropna=False)
-        if distinct > 1:
-            out.append(col)
-    return out
+def _print_listing(
+    frame: pd.DataFrame, names: list[str] | None, *, wide: bool, id_len: int, total: int
+) -> None:
+    """Choose the columns (explicit, all, or what fits), then print the table and footnotes."""
+    import datetime as dt
 
-
-def _cells(frame: pd.DataFrame, id_len: int) -> tuple[list[str], list[list[str]]]:
-    """Header and text cells of the listing: fixed columns, varying params, final metrics."""
-    params = varying_params(frame)
-    metrics = [c for c in frame.columns if c.startswith("metrics.") and c.endswith(".last")]
-    header = ["id", "name", "experiment", "status", "duration"]
-    header += [c.removeprefix("params.") for c in params]
-    header += [c.removeprefix("metrics.").removesuffix(".last") for c in metrics]
-    columns: list[list[str]] = [
-        [str(x)[:id_len] for x in frame["id"].tolist()],
-        [fmt_value(x) for x in frame["name"].tolist()],
-        [fmt_value(x) for x in frame["experiment"].tolist()],
-        [str(x) for x in frame["status"].tolist()],
-        [fmt_duration(x) for x in frame["duration"].tolist()],
-    ]
-    columns += [[fmt_value(x, 24) for x in frame[c].tolist()] for c in (*params, *metrics)]
-    return header, columns
-
-
-def _print_table(frame: pd.DataFrame, id_len: int, total: int) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    header, columns = _cells(frame, id_len)
     out = console()
-    if len(frame) > RICH_MAX_ROWS:
-        click.echo(plain_table(header, columns))
+    now = dt.datetime.now(dt.timezone.utc)
+    ranked = candidates(frame)
+    fixed = build(frame, list(IDENTITY), id_len=id_len, wide=wide, now=now)
+    left_out, constant = 0, 0
+    if names is not None:
+        keys = list(dict.fromkeys(resolve(frame, n) for n in names))
+        shown = fixed + build(
+            frame, [k for k in keys if k not in IDENTITY], id_len=id_len, wide=wide, now=now
+        )
+    elif wide:
+        extra = build(frame, [c.key for c in ranked], id_len=id_len, wide=True, now=now)
+        shown = display_order(fixed + extra)
     else:
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for i, col in enumerate(header):
-            table.add_column(col, no_wrap=i < 5, justify="left" if i < 5 else "right")
-        for row in zip(*columns, strict=True):
-            cells: list[Any] = list(row)
-            cells[3] = Text(row[3], style=STATUS_STYLE.get(row[3], ""))
-            table.add_row(*cells)
-        out.print(table)
-    if total > len(frame):
-        out.print(f"… {total - len(frame)} more runs (use --limit 0 to list all)", style="dim")
-    elif total == 0:
+        varying = interleave([c for c in ranked if c.varies or c.group == METRICS])
+        constant = len(ranked) - len(varying)
+        extra = build(frame, [c.key for c in varying], id_len=id_len, wide=False, now=now)
+        shown, left_out = fit(fixed, extra, out.width)
+    lines = render(shown, group_line=not wide, styles={"status": STATUS_STYLE})
+    if total == 0:
         out.print("no runs", style="dim")
+        return
+    if out.is_terminal and len(frame) <= RICH_MAX_ROWS:
+        from rich.text import Text
 
-
-def plain_table(header: list[str], columns: list[list[str]]) -> str:
-    """Aligned plain-text columns: text left-aligned, params and metrics right-aligned."""
-    widths = [max([len(h), *map(len, col)]) for h, col in zip(header, columns, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        parts = [
-            c.ljust(w) if i < 5 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    rows = [line(header)] + [line(list(r)) for r in zip(*columns, strict=True)]
-    return "\n".join(rows)
+        for line in lines:
+            out.print(Text.assemble(*line), soft_wrap=True)
+    else:
+        # Plain text is instant at any row count; rich would lay out each styled line.
+        click.echo(plain(lines))
+    if left_out or constant:
+        # Constant params: the same value in every run that has them (see candidates()).
+        why = [f"{left_out} for width"] if left_out else []
+        why += [f"{constant} constant params"] if constant else []
+        out.print(
+            f"+{left_out + constant} more columns ({', '.join(why)}): "
+            "use --columns/--wide or --json",
+            style="dim",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if total > len(frame):
+        more = f"… {total - len(frame)} more runs (use --limit 0 to list all)"
+        out.print(more, style="dim", highlight=False)
 
 
 COMMANDS = [ls]

@@ -1,0 +1,185 @@
+"""Encoding of metric points: arrays -> Arrow table -> Parquet, and per-key summaries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from reprolog import CorruptFileError
+from reprolog._encode import (
+    METRICS_FORMAT_VERSION,
+    from_json_number,
+    metrics_schema,
+    read_parquet,
+    summarize,
+    to_table,
+    write_parquet,
+)
+from reprolog._metriclog import LogContents
+
+RUN = "01jtestrun00000000000000000"
+
+
+def contents(
+    points: list[tuple[str, int, float, int]], t0_ms: int = 1_700_000_000_000
+) -> LogContents:
+    """A LogContents from (key, step, value, epoch) tuples in logging order (epoch -1: none)."""
+    keys: list[str] = []
+    for key, *_ in points:
+        if key not in keys:
+            keys.append(key)
+    n = len(points)
+    return LogContents(
+        keys=keys,
+        key_id=np.array([keys.index(p[0]) for p in points], dtype=np.uint32),
+        step=np.array([p[1] for p in points], dtype=np.int64),
+        epoch=np.array([p[3] for p in points], dtype=np.int32),
+        value=np.array([p[2] for p in points], dtype=np.float64),
+        time_ms=np.arange(t0_ms, t0_ms + n, dtype=np.int64),
+        dropped=0,
+        problems=[],
+    )
+
+
+def test_schema_is_the_on_disk_contract() -> None:
+    schema = metrics_schema()
+    assert schema.names == ["run_id", "key", "step", "epoch", "value", "time"]
+    assert schema.field("key").type == pa.dictionary(pa.int32(), pa.string())
+    assert schema.field("run_id").type == pa.dictionary(pa.int32(), pa.string())
+    assert schema.field("step").type == pa.int64()
+    assert schema.field("epoch").type == pa.int32()
+    assert schema.field("value").type == pa.float64()
+    assert schema.field("time").type == pa.timestamp("ms", tz="UTC")
+    assert schema.metadata == {b"reprolog.format_version": METRICS_FORMAT_VERSION.encode()}
+
+
+def test_to_table_sorts_by_key_then_step_keeping_logging_order_for_ties() -> None:
+    log = contents(
+        [
+            ("zeta", 1, 10.0, -1),
+            ("alpha", 2, 20.0, 0),
+            ("zeta", 0, 11.0, -1),
+            ("alpha", 0, 21.0, 0),
+            ("alpha", 2, 22.0, 1),  # same step logged twice: both kept, in logging order
+        ]
+    )
+    table = to_table(RUN, log)
+    assert table.schema.equals(metrics_schema(), check_metadata=True)
+    rows = table.to_pylist()
+    assert [(r["key"], r["step"], r["value"], r["epoch"]) for r in rows] == [
+        ("alpha", 0, 21.0, 0),
+        ("alpha", 2, 20.0, 0),
+        ("alpha", 2, 22.0, 1),
+        ("zeta", 0, 11.0, None),
+        ("zeta", 1, 10.0, None),
+    ]
+    assert {r["run_id"] for r in rows} == {RUN}
+    assert rows[0]["time"].timestamp() * 1000 == pytest.approx(1_700_000_000_003)
+
+
+def test_to_table_of_an_empty_log() -> None:
+    table = to_table(RUN, contents([]))
+    assert table.num_rows == 0
+    assert table.schema.equals(metrics_schema())
+    assert summarize(table) == {}
+
+
+def test_special_floats_survive_encoding_bit_for_bit(tmp_path: Path) -> None:
+    specials = [float("nan"), float("inf"), float("-inf"), -0.0, 5e-324, 1.7976931348623157e308]
+    log = contents([("x", i, v, -1) for i, v in enumerate(specials)])
+    path = tmp_path / "m.parquet"
+    write_parquet(to_table(RUN, log), path)
+    back = read_parquet(path).column("value").to_numpy()
+    assert back.tobytes() == np.array(specials, dtype=np.float64).tobytes()
+
+
+def test_write_parquet_uses_zstd_and_a_dictionary_encoded_key(tmp_path: Path) -> None:
+    log = contents([(k, s, s * 0.5, -1) for k in ("a", "b") for s in range(100)])
+    path = tmp_path / "metrics.parquet"
+    write_parquet(to_table(RUN, log), path)
+    meta = pq.ParquetFile(path).metadata
+    columns = {
+        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+        for i in range(meta.num_columns)
+    }
+    assert {c.compression for c in columns.values()} == {"ZSTD"}
+    assert any("DICTIONARY" in e for e in columns["key"].encodings)
+    assert columns["key"].statistics.min == "a" and columns["key"].statistics.max == "b"
+    # No temp file is left next to the result.
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.parquet"]
+    # The key comes back as a dictionary column, whatever the reader.
+    assert pq.read_table(path).schema.field("key").type == pa.dictionary(pa.int32(), pa.string())
+
+
+def test_float32_training_curves_cost_at_most_4_bytes_per_point(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    keys, steps = 5, 20_000
+    points = []
+    for k in range(keys):
+        curve = np.cumsum(rng.normal(0, 0.01, steps)).astype(np.float32)  # what frameworks log
+        points += [(f"metric_{k}", s, float(v), s // 1000) for s, v in enumerate(curve)]
+    path = tmp_path / "metrics.parquet"
+    write_parquet(to_table(RUN, contents(points)), path)
+    assert path.stat().st_size / len(points) <= 4.0
+
+
+def test_read_parquet_filters_keys(tmp_path: Path) -> None:
+    path = tmp_path / "m.parquet"
+    write_parquet(to_table(RUN, contents([("a", 0, 1.0, -1), ("b", 0, 2.0, -1)])), path)
+    table = read_parquet(path, keys=["b"])
+    assert table.column("key").to_pylist() == ["b"]
+    assert table.column("value").to_pylist() == [2.0]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"PAR1 not really", b"\x00" * 4096],
+    ids=["empty", "garbage", "zeros"],
+)
+def test_read_parquet_names_a_corrupt_file(tmp_path: Path, damage: bytes) -> None:
+    path = tmp_path / "metrics.parquet"
+    path.write_bytes(damage)
+    with pytest.raises(
+        CorruptFileError, match=r"metrics\.parquet: unreadable metrics file"
+    ) as info:
+        read_parquet(path)
+    assert info.value.path == str(path)
+
+
+def test_read_parquet_names_a_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.parquet"
+    write_parquet(to_table(RUN, contents([("a", s, float(s), -1) for s in range(50)])), path)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(CorruptFileError, match=str(path)):
+        read_parquet(path)
+
+
+def test_summarize_last_min_max_count_per_key() -> None:
+    nan, inf = float("nan"), float("inf")
+    log = contents(
+        [
+            ("loss", 3, 0.5, -1),
+            ("loss", 1, 2.0, -1),
+            ("loss", 2, nan, -1),
+            ("loss", 0, -inf, -1),
+            ("acc", 0, nan, -1),
+            ("acc", 1, nan, -1),
+            ("lr", 5, 1e-3, -1),
+            ("lr", 5, 2e-3, -1),  # same step twice: the last logged is "last"
+        ]
+    )
+    summary = summarize(to_table(RUN, log))
+    assert summary["loss"] == {"last": 0.5, "min": "-inf", "max": 2.0, "count": 4, "last_step": 3}
+    # All NaN: last is NaN (kept as text for JSON), min/max are None.
+    assert summary["acc"] == {"last": "nan", "min": None, "max": None, "count": 2, "last_step": 1}
+    assert summary["lr"]["last"] == 2e-3
+    assert summary["lr"]["count"] == 2
+    assert from_json_number(summary["loss"]["min"]) == -inf
+    assert math.isnan(from_json_number(summary["acc"]["last"]))  # type: ignore[arg-type]
+    assert from_json_number(None) is None
+    assert from_json_number(inf) == inf
