@@ -311,3 +311,16 @@ def test_missing_path_is_refused(tmp_path: Path) -> None:
 def test_bad_budget_is_refused() -> None:
     with pytest.raises(ArgumentError, match="positive, finite budget; got budget_s=0"):
         describe_data(b"", budget_s=0)
+
+
+def test_hugging_face_dataset_uses_its_own_fingerprint() -> None:
+    datasets = pytest.importorskip("datasets")
+    a = datasets.Dataset.from_dict({"x": [1, 2, 3], "y": [0, 1, 0]})
+    same = datasets.Dataset.from_dict({"x": [1, 2, 3], "y": [0, 1, 0]})
+    changed = datasets.Dataset.from_dict({"x": [1, 2, 4], "y": [0, 1, 0]})
+    assert fingerprint(a) == fingerprint(same) == f"datasets:{a._fingerprint}"
+    assert fingerprint(changed) != fingerprint(a)
+    desc = describe_data(a)
+    assert desc["method"] == "datasets-fingerprint"
+    assert desc["length"] == 3
+    assert set(desc["schema"]) == {"x", "y"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -279,7 +280,7 @@ class Store:
 
         con = duckdb.connect()
         try:
-            files = self._register_views(con)
+            files = self._register_views(con, _views_used(query))
             while True:
                 try:
                     return con.execute(query).df()
@@ -295,15 +296,19 @@ class Store:
         finally:
             con.close()
 
-    def _register_views(self, con: Any) -> list[str]:
-        """Register the four views; return the metrics files behind the `metrics` view."""
+    def _register_views(self, con: Any, used: set[str]) -> list[str]:
+        """Register the views the query names; return the metrics files behind `metrics`.
+
+        Building `artifacts` reads every run record, so a query pays only for the views it
+        uses.
+        """
         import pandas as pd
 
         runs = self.runs()
         con.register("runs", runs)
         params_rows: list[tuple[str, str, str, float | None]] = []
         artifact_rows: list[dict[str, Any]] = []
-        for summary in self._summaries():
+        for summary in self._summaries() if "params" in used else []:
             run_id = summary["id"]
             for key, value in (summary.get("params") or {}).items():
                 num = (
@@ -316,7 +321,7 @@ class Store:
             "params",
             pd.DataFrame(params_rows, columns=["run_id", "key", "value", "value_num"]),
         )
-        for run_id in runs["id"]:
+        for run_id in runs["id"] if "artifacts" in used else []:
             try:
                 record = self._load_record(run_id)
             except CorruptFileError as exc:
@@ -360,29 +365,48 @@ class Store:
                 ],
             ),
         )
-        files = [
-            str(RunLayout(self._layout.run_dir(i)).metrics)
-            for i in runs["id"]
-            if RunLayout(self._layout.run_dir(i)).metrics.exists()
-        ]
-        _create_metrics_view(con, files)
+        files: list[str] = []
+        live = []
+        for run_id in runs["id"] if "metrics" in used else []:
+            layout = RunLayout(self._layout.run_dir(run_id))
+            if layout.log_dir.is_dir():  # a live run: its points are still in the log
+                table = self._run_metrics(run_id, None)
+                if table is not None and table.num_rows:
+                    live.append(table)
+            elif layout.metrics.exists():
+                files.append(str(layout.metrics))
+        if live:
+            import pyarrow as pa
+
+            con.register("_live_metrics", pa.concat_tables(live).unify_dictionaries())
+        _create_metrics_view(con, files, live=bool(live))
         return files
 
 
-def _create_metrics_view(con: Any, files: list[str]) -> None:
+_COLUMNS_SQL = (
+    "CAST(run_id AS VARCHAR) AS run_id, CAST(key AS VARCHAR) AS key, step, epoch, value, time"
+)
+
+
+def _views_used(query: str) -> set[str]:
+    """The store views a query mentions (a word match: cheap, and errs on building more)."""
+    words = set(re.findall(r"[a-z_]+", query.lower()))
+    return {v for v in ("params", "metrics", "artifacts") if v in words}
+
+
+def _create_metrics_view(con: Any, files: list[str], *, live: bool = False) -> None:
+    parts = []
     if files:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        con.execute(
-            f"CREATE OR REPLACE VIEW metrics AS SELECT CAST(run_id AS VARCHAR) AS run_id, "
-            f"CAST(key AS VARCHAR) AS key, step, epoch, value, time "
-            f"FROM read_parquet([{listing}])"
+        parts.append(f"SELECT {_COLUMNS_SQL} FROM read_parquet([{listing}])")
+    if live:
+        parts.append(f"SELECT {_COLUMNS_SQL} FROM _live_metrics")
+    if not parts:
+        parts.append(
+            "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, NULL::BIGINT AS step, "
+            "NULL::INTEGER AS epoch, NULL::DOUBLE AS value, NULL::TIMESTAMPTZ AS time WHERE false"
         )
-    else:
-        con.execute(
-            "CREATE OR REPLACE VIEW metrics AS SELECT NULL::VARCHAR AS run_id, "
-            "NULL::VARCHAR AS key, NULL::BIGINT AS step, NULL::INTEGER AS epoch, "
-            "NULL::DOUBLE AS value, NULL::TIMESTAMPTZ AS time WHERE false"
-        )
+    con.execute("CREATE OR REPLACE VIEW metrics AS " + " UNION ALL ".join(parts))
 
 
 def _being_created(layout: RunLayout) -> bool:
