@@ -240,12 +240,9 @@ class Store:
         layout = RunLayout(self._layout.run_dir(run_id))
         try:
             if layout.log_dir.is_dir():  # live (or awaiting recovery): read the log itself
-                record = self._load_record(run_id)
-                if layout.log_dir.is_dir():
-                    from reprolog._encode import to_table
-                    from reprolog._metriclog import read_log
-
-                    table = to_table(run_id, read_log(layout.log_dir))
+                self._load_record(run_id)  # recovers the run first if its writer is dead
+                table = self._live_metrics(run_id, layout)
+                if table is not None:
                     if keys is not None:
                         import pyarrow.compute as pc
 
@@ -253,7 +250,6 @@ class Store:
                             pc.is_in(table.column("key").cast("string"), pa_array(keys))
                         )
                     return table
-                del record
             if not layout.metrics.exists():
                 return None
             return read_parquet(layout.metrics, keys)
@@ -261,6 +257,20 @@ class Store:
             if not _being_created(layout):
                 self._problem(str(exc))
             return None
+
+    @staticmethod
+    def _live_metrics(run_id: str, layout: RunLayout) -> pa.Table | None:
+        """The points of a live run, or None when it finished (log gone) while we looked."""
+        from reprolog._encode import to_table
+        from reprolog._metriclog import read_log
+
+        try:
+            contents = read_log(layout.log_dir)
+        except FileNotFoundError:
+            return None  # compacted meanwhile: its Parquet file is complete now
+        if not layout.log_dir.is_dir():
+            return None  # finished during the read: prefer the compacted file
+        return to_table(run_id, contents)
 
     # ------------------------------------------------------------------ SQL
 

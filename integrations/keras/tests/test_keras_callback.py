@@ -72,9 +72,12 @@ def test_sequential_records_params_metrics_and_completes(
     assert params["compile.metrics"] == ["accuracy"]
     assert params["fit.epochs"] == 2
     assert params["fit.steps_per_epoch"] == 4
-    # Callbacks never see batch_size: nothing is made up, and the record says why.
-    assert "fit.batch_size" not in params
-    assert "batch_size" in record.sections["keras"]["unseen"]
+    # Keras gives callbacks neither batch_size nor the data; the callback reads them from the
+    # running fit's frame, so the plain callback sees them too.
+    assert params["fit.batch_size"] == 16
+    assert record.sections["keras"]["fit_arguments_from"] == "fit frame"
+    assert record.sections["keras"]["unseen"] == {}
+    assert record.sections["data"]["x"]["fingerprint"] == reprolog.fingerprint(x)
     assert record.sections["keras"]["backend"] == "torch"
     assert record.sections["keras"]["model"]["config"]["layers"]
 

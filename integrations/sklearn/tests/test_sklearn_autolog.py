@@ -31,7 +31,8 @@ SCRIPT = textwrap.dedent(
     cross_val_score(forest, X, y, cv=2)
     """
 )
-ENABLE = "import sklearn\nfrom reprolog_sklearn._autolog import enable\nenable()\nenable()"
+# The public switch, twice: enabling is idempotent and the plugin loads once.
+ENABLE = "import sklearn\nimport reprolog\nreprolog.autolog()\nreprolog.autolog()"
 
 
 def _run(tmp_path: Path, source: str, **env: str) -> reprolog.Store:
@@ -92,3 +93,21 @@ def test_disable_restores_original_methods():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_patched_fits_record_nothing_while_autolog_is_off(tmp_path, monkeypatch):
+    import numpy as np
+    from reprolog_sklearn import _autolog
+    from sklearn.linear_model import Ridge
+
+    monkeypatch.setenv("REPROLOG_DIR", str(tmp_path / "store"))
+    monkeypatch.delenv("REPROLOG_AUTOLOG", raising=False)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    _autolog.enable()  # patched, as after an earlier reprolog.autolog() in this process
+    try:
+        reprolog.autolog(False)
+        Ridge().fit(X, y)
+    finally:
+        _autolog.disable()
+    assert not (tmp_path / "store").exists()

@@ -236,9 +236,24 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
     def _capture_fit(self) -> None:
         assert self._run is not None
         arguments = self._fit_arguments
+        source = "fit wrapper"
+        if arguments is None:
+            # Without the zero-code wrapper, read the running fit's arguments from its frame.
+            arguments = _fitargs.arguments_from_fit_frame(self.model)
+            source = "fit frame"
         if arguments is not None:
-            self._run.log_params({"fit": _fitargs.fit_params(arguments)})
-            self._run.update_section("keras", {"fit_wrapped": True, "unseen": {}})
+            fit = _fitargs.fit_params(arguments)
+            if fit.get("steps_per_epoch") is None:  # Keras knows it once the data is adapted
+                fit["steps_per_epoch"] = (self.params or {}).get("steps")
+            self._run.log_params({"fit": fit})
+            self._run.update_section(
+                "keras",
+                {
+                    "fit_wrapped": source == "fit wrapper",
+                    "fit_arguments_from": source,
+                    "unseen": {},
+                },
+            )
             for name, obj in _fitargs.datasets(arguments):
                 self._guard(f"keras data {name}", lambda n=name, o=obj: self._log_data(n, o))
             return

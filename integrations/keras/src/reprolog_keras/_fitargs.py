@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -162,3 +163,42 @@ def _first(obj: Any) -> Any:
 def _type_name(obj: Any) -> str:
     cls = type(obj)
     return cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def arguments_from_fit_frame(model: Any, *, max_depth: int = 12) -> dict[str, Any] | None:
+    """Read the arguments of the running ``model.fit`` call from its frame, when it is found.
+
+    Keras passes callbacks neither the data nor ``batch_size``; but every backend's ``fit`` is
+    a Python frame on the stack while callbacks run, with the Keras API's argument names. The
+    values are those the fit is using (after a validation split, ``x`` is the training part).
+
+    Args:
+        model: the model whose ``fit`` is running (the callback's ``self.model``).
+        max_depth: how many frames up to look.
+
+    Returns:
+        Argument name -> value for the names of ``model.fit``'s signature, or None when no such
+        frame is found (e.g. a custom training loop calling the hooks itself).
+    """
+    import inspect
+
+    try:
+        names = [
+            p.name
+            for p in inspect.signature(model.fit).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return None
+    frame = sys._getframe(1)
+    try:
+        for _ in range(max_depth):
+            frame = frame.f_back  # type: ignore[assignment]
+            if frame is None:
+                return None
+            if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
+                local = frame.f_locals
+                return {name: local[name] for name in names if name in local}
+        return None
+    finally:
+        del frame  # frames hold references to everything on the stack

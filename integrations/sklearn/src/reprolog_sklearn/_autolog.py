@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import reprolog
 from reprolog_sklearn._context import is_recording
 from reprolog_sklearn._recorder import Options, record_fit
 
@@ -103,7 +104,9 @@ def _patch_class(cls: type) -> None:
 def _wrap(original: Callable[..., Any], method: str) -> Callable[..., Any]:
     @functools.wraps(original)
     def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if is_recording():  # the common nested case, kept to one context-variable read
+        # Nested fits are the common case: one context-variable read. Patches stay in place
+        # when autolog is switched off, so the switch is read at every top-level fit.
+        if is_recording() or not reprolog.autolog_enabled():
             return original(self, *args, **kwargs)
         X = args[0] if args else kwargs.get("X")
         y = args[1] if len(args) > 1 else kwargs.get("y")
