@@ -339,41 +339,10 @@ class Store:
                 continue
             for art in record.get("artifacts") or []:
                 artifact_rows.append(
-                    {
-                        "run_id": run_id,
-                        **{
-                            k: art.get(k)
-                            for k in (
-                                "id",
-                                "name",
-                                "kind",
-                                "path",
-                                "size",
-                                "sha256",
-                                "step",
-                                "status",
-                                "blob",
-                            )
-                        },
-                    }
+                    {"run_id": run_id, **{k: art.get(k) for k in ARTIFACT_FIELDS}}
                 )
         con.register(
-            "artifacts",
-            pd.DataFrame(
-                artifact_rows,
-                columns=[
-                    "run_id",
-                    "id",
-                    "name",
-                    "kind",
-                    "path",
-                    "size",
-                    "sha256",
-                    "step",
-                    "status",
-                    "blob",
-                ],
-            ),
+            "artifacts", pd.DataFrame(artifact_rows, columns=["run_id", *ARTIFACT_FIELDS])
         )
         files: list[str] = []
         live = []
@@ -392,6 +361,9 @@ class Store:
         _create_metrics_view(con, files, live=bool(live))
         return files
 
+
+#: the columns of the `artifacts` SQL view, after run_id
+ARTIFACT_FIELDS = ("id", "name", "kind", "path", "size", "sha256", "step", "status", "blob")
 
 _COLUMNS_SQL = (
     "CAST(run_id AS VARCHAR) AS run_id, CAST(key AS VARCHAR) AS key, step, epoch, value, time"
