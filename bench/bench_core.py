@@ -183,6 +183,39 @@ def peer_wandb(tmp: Path, values: list[float]) -> tuple[float, float] | None:
     return elapsed / len(values) * 1e6, float("nan")
 
 
+def peer_mlflow_read(tmp: Path) -> float | None:
+    """Read 50 runs x 3 metrics x 2,000 steps back through MLflow's own API (file store)."""
+    try:
+        import mlflow
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return None
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp / "mlruns-read").as_uri())
+    experiment = client.create_experiment("read")
+    run_ids = []
+    now = int(time.time() * 1000)
+    for r in range(50):
+        run_id = client.create_run(experiment).info.run_id
+        for key in ("loss", "acc", "lr"):
+            vals = curve(2000, seed=r * 7 + len(key))
+            metrics = [Metric(key, v, now, i) for i, v in enumerate(vals)]
+            for start in range(0, len(metrics), 1000):  # log_batch takes 1,000 at most
+                client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        run_ids.append(run_id)
+    del mlflow
+
+    def once() -> None:
+        rows = 0
+        for run_id in run_ids:
+            for key in ("loss", "acc", "lr"):
+                rows += len(client.get_metric_history(run_id, key))
+        assert rows == 50 * 3 * 2000
+
+    return median_of(once, 3)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller peers")
@@ -228,6 +261,21 @@ def main() -> None:
             ratio = us / per_call
             extra = f"{size:.0f} B/point on disk" if size == size else ""
             row(label, f"{us:.1f} us", f"x{ratio:.0f}", extra)
+
+        print("\npeers: read 50 runs x 3 metrics x 2,000 steps back through their own API")
+        try:
+            mlflow_read = peer_mlflow_read(tmp)
+        except Exception as exc:
+            row("MLflow get_metric_history (file store)", "error", "", str(exc)[:60])
+        else:
+            if mlflow_read is None:
+                row("MLflow get_metric_history (file store)", "not installed")
+            else:
+                row(
+                    "MLflow get_metric_history (file store)",
+                    f"{mlflow_read:.2f} s",
+                    f"x{mlflow_read / read:.0f}",
+                )
 
 
 if __name__ == "__main__":
