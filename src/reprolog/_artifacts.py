@@ -11,6 +11,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from reprolog._hashing import sha256_fileobj
+
 _CHUNK = 1 << 20
 # (path, size, mtime_ns) -> sha256: an unchanged file is never hashed twice in one process.
 _hash_cache: dict[tuple[str, int, int], str] = {}
@@ -29,7 +31,7 @@ def sha256_file(path: Path, copy_to: Path | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as src:
         if copy_to is None:
-            digest = hashlib.file_digest(src, "sha256")
+            digest = sha256_fileobj(src)
         else:
             with open(copy_to, "wb") as dst:
                 while chunk := src.read(_CHUNK):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -308,10 +309,9 @@ class Run(RunFactsMixin):
     def _flush(self) -> None:
         w = self._writer
         if w is not None:
-            try:
+            # ValueError: rolled and closed under us; the new chunk is flushed next time.
+            with contextlib.suppress(ValueError):
                 w.flush()
-            except ValueError:  # rolled and closed under us; the new chunk is flushed next time
-                pass
 
     def _closed_error(self) -> RunStateError:
         if self._pid != os.getpid():

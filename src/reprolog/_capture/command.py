@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from typing import Any
 
 from reprolog._capture.report import CaptureReport
+from reprolog._hashing import sha256_fileobj
 from reprolog._redact import redact_argv
 
 __all__ = ["capture_command", "entry_point"]
@@ -41,13 +41,9 @@ def entry_point() -> tuple[str, str | None, str | None]:
 def _sha256_file(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except (OSError, AttributeError):  # AttributeError: Python < 3.11 has no file_digest
-        try:
-            with open(path, "rb") as fh:
-                return hashlib.sha256(fh.read()).hexdigest()
-        except OSError:
-            return None
+            return str(sha256_fileobj(fh).hexdigest())
+    except OSError:
+        return None
 
 
 def capture_command(report: CaptureReport) -> dict[str, Any]:

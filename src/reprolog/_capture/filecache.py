@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
+
+from reprolog._hashing import sha256_fileobj
 
 __all__ = ["file_sha256"]
 
@@ -48,7 +49,7 @@ def file_sha256(path: Path) -> tuple[str, bool]:
                 _memory[key] = row[0]
                 return row[0], True
         with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            digest = sha256_fileobj(fh).hexdigest()
         _memory[key] = digest
         if db is not None:
             try:
