@@ -1,0 +1,123 @@
+"""SQL over a store: DuckDB views `runs`, `params`, `metrics` and `artifacts`."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from reprolog._errors import ArgumentError, CorruptFileError, QueryError
+from reprolog._layout import RunLayout
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from reprolog._store import Store
+
+
+def run_sql(store: Store, query: str) -> pd.DataFrame:
+    """`Store.sql`: see its docstring."""
+    if not isinstance(query, str) or not query.strip():
+        raise ArgumentError(f"sql() takes a non-empty SQL string, got {query!r}")
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        files, live = _register_views(store, con, _views_used(query))
+        while True:
+            try:
+                return con.execute(query).df()
+            except duckdb.Error as exc:
+                # A corrupt metrics file must not make the whole store unqueryable:
+                # report it, drop it from the view and run the query again.
+                bad = next((f for f in files if f in str(exc)), None)
+                if bad is None:
+                    raise QueryError(f"SQL error: {exc}") from None
+                store._problem(f"{bad}: unreadable metrics file: {exc}")
+                files.remove(bad)
+                _create_metrics_view(con, files, live=live)
+    finally:
+        con.close()
+
+
+def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], bool]:
+    """Register the views the query names.
+
+    Returns the Parquet files behind `metrics`, and whether live runs' points joined them.
+
+    Building `artifacts` reads every run record, so a query pays only for the views it
+    uses.
+    """
+    import pandas as pd
+
+    runs = store.runs()
+    con.register("runs", runs)
+    params_rows: list[tuple[str, str, str, float | None]] = []
+    artifact_rows: list[dict[str, Any]] = []
+    for summary in store._summaries() if "params" in used else []:
+        run_id = summary["id"]
+        for key, value in (summary.get("params") or {}).items():
+            num = (
+                float(value)
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else None
+            )
+            params_rows.append((run_id, key, json.dumps(value, default=repr), num))
+    con.register(
+        "params",
+        pd.DataFrame(params_rows, columns=["run_id", "key", "value", "value_num"]),
+    )
+    for run_id in runs["id"] if "artifacts" in used else []:
+        try:
+            record = store._load_record(run_id)
+        except CorruptFileError as exc:
+            store._problem(str(exc))
+            continue
+        for art in record.get("artifacts") or []:
+            artifact_rows.append({"run_id": run_id, **{k: art.get(k) for k in ARTIFACT_FIELDS}})
+    con.register("artifacts", pd.DataFrame(artifact_rows, columns=["run_id", *ARTIFACT_FIELDS]))
+    files: list[str] = []
+    live = []
+    for run_id in runs["id"] if "metrics" in used else []:
+        layout = RunLayout(store.layout.run_dir(run_id))
+        if layout.log_dir.is_dir():  # a live run: its points are still in the log
+            table = store._run_metrics(run_id, None)
+            if table is not None and table.num_rows:
+                live.append(table)
+        elif layout.metrics.exists():
+            files.append(str(layout.metrics))
+    if live:
+        import pyarrow as pa
+
+        con.register("_live_metrics", pa.concat_tables(live).unify_dictionaries())
+    _create_metrics_view(con, files, live=bool(live))
+    return files, bool(live)
+
+
+#: the columns of the `artifacts` SQL view, after run_id
+ARTIFACT_FIELDS = ("id", "name", "kind", "path", "size", "sha256", "step", "status", "blob")
+
+_COLUMNS_SQL = (
+    "CAST(run_id AS VARCHAR) AS run_id, CAST(key AS VARCHAR) AS key, step, epoch, value, time"
+)
+
+
+def _views_used(query: str) -> set[str]:
+    """The store views a query mentions (a word match: cheap, and errs on building more)."""
+    words = set(re.findall(r"[a-z_]+", query.lower()))
+    return {v for v in ("params", "metrics", "artifacts") if v in words}
+
+
+def _create_metrics_view(con: Any, files: list[str], *, live: bool = False) -> None:
+    parts = []
+    if files:
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        parts.append(f"SELECT {_COLUMNS_SQL} FROM read_parquet([{listing}])")
+    if live:
+        parts.append(f"SELECT {_COLUMNS_SQL} FROM _live_metrics")
+    if not parts:
+        parts.append(
+            "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, NULL::BIGINT AS step, "
+            "NULL::INTEGER AS epoch, NULL::DOUBLE AS value, NULL::TIMESTAMPTZ AS time WHERE false"
+        )
+    con.execute("CREATE OR REPLACE VIEW metrics AS " + " UNION ALL ".join(parts))
