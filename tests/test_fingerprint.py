@@ -324,3 +324,24 @@ def test_hugging_face_dataset_uses_its_own_fingerprint() -> None:
     assert desc["method"] == "datasets-fingerprint"
     assert desc["length"] == 3
     assert set(desc["schema"]) == {"x", "y"}
+
+
+def test_tensor_dataset_and_subset_are_hashed_whole_at_array_speed() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import Subset, TensorDataset
+
+    x, y = torch.randn(50_000, 8), torch.randn(50_000, 1)
+    ds = TensorDataset(x, y)
+    desc = describe_data(ds)
+    # Item by item, 50,000 items would exhaust the budget and fall back to a sample.
+    assert desc["method"] == "full" and desc["kind"] == "torch.TensorDataset"
+    assert desc["length"] == 50_000 and desc["shapes"] == [[50_000, 8], [50_000, 1]]
+    assert fingerprint(TensorDataset(x.clone(), y.clone())) == fingerprint(ds)
+    changed = x.clone()
+    changed[49_999, 7] += 1
+    assert fingerprint(TensorDataset(changed, y)) != fingerprint(ds)
+
+    first, other = Subset(ds, [0, 1, 2]), Subset(ds, [0, 1, 3])
+    assert describe_data(first)["base"]["fingerprint"] == fingerprint(ds)
+    assert fingerprint(first) != fingerprint(other)
+    assert fingerprint(first) == fingerprint(Subset(TensorDataset(x.clone(), y), [0, 1, 2]))

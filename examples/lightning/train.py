@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -49,6 +51,8 @@ def main() -> str:
     trainer = pl.Trainer(
         max_epochs=3,
         accelerator="cpu",
+        # Checkpoints go to a scratch folder; the run records their paths, sizes and hashes.
+        default_root_dir=tempfile.mkdtemp(prefix="reprolog-lightning-example-"),
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,

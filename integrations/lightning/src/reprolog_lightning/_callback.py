@@ -63,7 +63,9 @@ class ReprologCallback(Capture):
         self._autolog = False
         self._writer = False
         self._lr: dict[str, float] = {}
-        self._lr_keys: list[list[str]] | None = None
+        self._lr_groups: list[tuple[str, Any]] | None = None
+        # None until known for this fit: False when no batch can only accumulate gradients.
+        self._may_accumulate: bool | None = None
         self._step: int = 0
         self._last_train_step: int | None = None
         self._val_data_done = False
@@ -86,7 +88,8 @@ class ReprologCallback(Capture):
             return
         self.active = True
         self._writer = True
-        self._lr_keys = None
+        self._lr_groups = None
+        self._may_accumulate = None
         self._val_data_done = False
         self._loaders = {}
         self._guard("trainer hooks", self._install, trainer)
@@ -197,17 +200,22 @@ class ReprologCallback(Capture):
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Note the step and the learning rates this batch trains with."""
+        """Note the learning rates this batch trains with (schedulers may step before its end)."""
         if self.active:
             self._guard("learning rates", self._read_lr, trainer)
 
     def _read_lr(self, trainer: Any) -> None:
-        optimizers = trainer.optimizers
-        if self._lr_keys is None:
-            self._lr_keys = _facts.lr_keys(optimizers)
-        for keys, optimizer in zip(self._lr_keys, optimizers, strict=False):
-            for key, group in zip(keys, optimizer.param_groups, strict=False):
-                self._lr[key] = group["lr"]
+        groups = self._lr_groups
+        if groups is None:
+            optimizers = trainer.optimizers
+            groups = self._lr_groups = [
+                (key, group)
+                for keys, optimizer in zip(_facts.lr_keys(optimizers), optimizers, strict=False)
+                for key, group in zip(keys, optimizer.param_groups, strict=False)
+            ]
+        lr = self._lr
+        for key, group in groups:
+            lr[key] = group["lr"]
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -217,7 +225,10 @@ class ReprologCallback(Capture):
             self._guard("step metrics", self._record_step, trainer)
 
     def _record_step(self, trainer: Any) -> None:
-        if _metrics.accumulating(trainer):
+        # This runs at every training step: anything constant within a fit is computed once.
+        if self._may_accumulate is None:
+            self._may_accumulate = _metrics.may_accumulate(trainer)
+        if self._may_accumulate and _metrics.accumulating(trainer):
             return
         step = _metrics.logger_step(trainer)
         self._last_train_step = step

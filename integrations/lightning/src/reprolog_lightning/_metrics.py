@@ -16,7 +16,21 @@ def step_metrics(trainer: Any) -> dict[str, Any]:
     whatever `log_every_n_steps` says; reading it computes nothing and syncs no process group.
     Keys are the names loggers receive (`loss`, or `loss_step` when also logged on epoch).
     """
-    return dict(trainer._logger_connector.metrics["log"])
+    results = getattr(trainer, "_results", None)
+    try:
+        # The same selection as `_ResultCollection.metrics(on_step=True)["log"]`, without
+        # building the callback and progress-bar dicts (the latter calls .item() per value):
+        # this runs at every training step.
+        out: dict[str, Any] = {}
+        for _, result in results.valid_items():  # type: ignore[union-attr]
+            meta = result.meta
+            if meta.logger and meta.on_step:
+                value = result._forward_cache
+                if value is not None and hasattr(value, "item"):
+                    out[results._forked_name(result, True)[1]] = value  # type: ignore[union-attr]
+        return out
+    except AttributeError:  # another Lightning: take the connector's public-facing dict
+        return dict(trainer._logger_connector.metrics["log"])
 
 
 def logger_step(trainer: Any) -> int:
@@ -36,6 +50,14 @@ def accumulating(trainer: Any) -> bool:
         return False
     should = getattr(trainer.fit_loop, "_should_accumulate", None)
     return bool(should()) if callable(should) else False
+
+
+def may_accumulate(trainer: Any) -> bool:
+    """Return False when no batch of this fit can be an accumulation-only batch."""
+    module = trainer.lightning_module
+    if not getattr(module, "automatic_optimization", True):
+        return False
+    return getattr(trainer, "accumulate_grad_batches", 1) != 1
 
 
 def in_train_step(trainer: Any) -> bool:
