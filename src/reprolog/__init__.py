@@ -20,6 +20,7 @@ from reprolog._errors import (
 from reprolog._fingerprint import fingerprint
 from reprolog._lifecycle import active_run
 from reprolog._plugins import autolog, autolog_enabled
+from reprolog._rank import RankWriter, attach
 from reprolog._record import RunRecord
 from reprolog._run import Run, init
 from reprolog._seed import seed_everything
@@ -35,6 +36,7 @@ __all__ = [
     "MetricKeyError",
     "MetricValueError",
     "QueryError",
+    "RankWriter",
     "ReprologError",
     "Run",
     "RunNotFoundError",
@@ -45,6 +47,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "active_run",
+    "attach",
     "autolog",
     "autolog_enabled",
     "diff",

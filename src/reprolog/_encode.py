@@ -18,25 +18,52 @@ METRICS_FORMAT_VERSION = "1"
 COLUMNS = ("run_id", "key", "step", "epoch", "value", "time")
 
 
-def metrics_schema() -> pa.Schema:
-    """The schema of every metrics.parquet file (the on-disk contract)."""
+def metrics_schema(*, with_rank: bool = False) -> pa.Schema:
+    """The schema of every metrics.parquet file (the on-disk contract).
+
+    Args:
+        with_rank: add the int32 `rank` column of runs that had secondary rank writers
+            (`reprolog.attach`); 0 marks the run's own points.
+    """
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            pa.field("run_id", pa.dictionary(pa.int32(), pa.string())),
-            pa.field("key", pa.dictionary(pa.int32(), pa.string())),
-            pa.field("step", pa.int64()),
-            pa.field("epoch", pa.int32()),  # null when not given
-            pa.field("value", pa.float64()),
-            pa.field("time", pa.timestamp("ms", tz="UTC")),
-        ],
-        metadata={"reprolog.format_version": METRICS_FORMAT_VERSION},
+    fields = [
+        pa.field("run_id", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("key", pa.dictionary(pa.int32(), pa.string())),
+        pa.field("step", pa.int64()),
+        pa.field("epoch", pa.int32()),  # null when not given
+        pa.field("value", pa.float64()),
+        pa.field("time", pa.timestamp("ms", tz="UTC")),
+    ]
+    if with_rank:
+        fields.append(pa.field("rank", pa.int32()))
+    return pa.schema(fields, metadata={"reprolog.format_version": METRICS_FORMAT_VERSION})
+
+
+def combine_ranks(tables: list[pa.Table]) -> pa.Table:
+    """Merge per-rank tables (each with a `rank` column) sorted by (key, step, rank)."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+    key = table.column("key").chunk(0) if table.num_rows else None
+    if key is None:
+        return table
+    names = key.dictionary.to_pylist()
+    rank_of_name = np.empty(len(names), dtype=np.int64)
+    rank_of_name[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    key_rank = rank_of_name[key.indices.to_numpy(zero_copy_only=False)]
+    order = np.lexsort(
+        (table.column("rank").to_numpy(), table.column("step").to_numpy(), key_rank)
     )
+    return table.take(pa.array(order))
 
 
-def to_table(run_id: str, log: LogContents) -> pa.Table:
-    """Build the metrics table of one run, sorted by (key, step), logging order kept for ties."""
+def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Table:
+    """Build the metrics table of one run, sorted by (key, step), logging order kept for ties.
+
+    With `rank`, the table gets a constant `rank` column (see `metrics_schema`).
+    """
     import numpy as np
     import pyarrow as pa
 
@@ -44,13 +71,14 @@ def to_table(run_id: str, log: LogContents) -> pa.Table:
     names = log.keys
     # Sort keys by name, then points by (key rank, step); lexsort is stable for equal steps.
     order_of_names = sorted(range(len(names)), key=names.__getitem__)
-    rank = np.empty(len(names), dtype=np.int32)
-    rank[order_of_names] = np.arange(len(names), dtype=np.int32)
-    key_rank = rank[log.key_id.astype(np.int64)] if n else np.zeros(0, np.int32)
+    position = np.empty(len(names), dtype=np.int32)
+    position[order_of_names] = np.arange(len(names), dtype=np.int32)
+    key_rank = position[log.key_id.astype(np.int64)] if n else np.zeros(0, np.int32)
     order = np.lexsort((log.step, key_rank))
     sorted_names = pa.array([names[i] for i in order_of_names], type=pa.string())
     epoch = log.epoch[order]
     epoch_mask = epoch < 0
+    extra = [] if rank is None else [pa.array(np.full(n, rank, dtype=np.int32))]
     table = pa.Table.from_arrays(
         [
             pa.DictionaryArray.from_arrays(
@@ -61,8 +89,9 @@ def to_table(run_id: str, log: LogContents) -> pa.Table:
             pa.array(epoch, type=pa.int32(), mask=epoch_mask),
             pa.array(log.value[order], type=pa.float64()),
             pa.array(log.time_ms[order], type=pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            *extra,
         ],
-        schema=metrics_schema(),
+        schema=metrics_schema(with_rank=rank is not None),
     )
     return table
 
@@ -109,7 +138,7 @@ def read_parquet(path: Path, keys: list[str] | None = None) -> pa.Table:
 
             wanted = pa.array(list(keys), pa.string())
             table = table.filter(pc.is_in(table.column("key").cast(pa.string()), wanted))
-        return table.cast(metrics_schema())
+        return table.cast(metrics_schema(with_rank="rank" in table.schema.names))
     except (pa.ArrowException, OSError) as exc:
         raise CorruptFileError(f"{path}: unreadable metrics file: {exc}", path=str(path)) from exc
 

@@ -6,11 +6,15 @@ import fcntl
 import os
 import socket
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reprolog._artifacts import remove_tree
 from reprolog._layout import RunLayout
 from reprolog._record import TERMINAL_STATUSES, write_json_atomic
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # A writer on another host is presumed dead when its heartbeat is older than this many
 # flush intervals (and never sooner than STALE_MIN_SECONDS).
@@ -33,22 +37,77 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def rank_dirs(layout: RunLayout) -> list[tuple[int, Path]]:
+    """The log folders of secondary rank writers (`log/rank-<r>/`), by rank."""
+    out = []
+    for path in layout.log_dir.glob("rank-*"):
+        suffix = path.name.removeprefix("rank-")
+        if path.is_dir() and suffix.isdigit():
+            out.append((int(suffix), path))
+    return sorted(out)
+
+
+def read_live_table(layout: RunLayout, run_id: str) -> tuple[pa.Table, list[str]]:
+    """Every complete point of a run's live log, its rank writers' included, as a table."""
+    from reprolog._encode import combine_ranks, to_table
+    from reprolog._metriclog import read_log
+
+    contents = read_log(layout.log_dir)
+    ranks = rank_dirs(layout)
+    if not ranks:
+        return to_table(run_id, contents), contents.problems
+    tables = [to_table(run_id, contents, rank=0)]
+    problems = list(contents.problems)
+    for rank, folder in ranks:
+        part = read_log(folder)
+        problems.extend(part.problems)
+        tables.append(to_table(run_id, part, rank=rank))
+    return combine_ranks(tables), problems
+
+
+def wait_for_rank_writers(layout: RunLayout, timeout: float = 5.0) -> list[int]:
+    """Give open rank writers up to `timeout` seconds to close; return the ranks still open.
+
+    Their points logged after the run's compaction are lost, so integrations close rank
+    writers (behind a barrier) before the run finishes; this is the backstop.
+    """
+    deadline = time.monotonic() + timeout
+    pending = [rank for rank, folder in rank_dirs(layout) if not _free(folder / "lock")]
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pending = [r for r in pending if not _free(layout.log_dir / f"rank-{r}" / "lock")]
+    return pending
+
+
+def _free(lock: Path) -> bool:
+    """True when no process holds an flock on `lock` (the kernel drops it when one dies)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return True
+
+
 def compact(layout: RunLayout, record: dict[str, Any]) -> list[str]:
     """Turn the live log into metrics.parquet and fill record["metrics_summary"].
 
     Returns the problems met (torn records dropped, ...). The log is removed only by
     `finalize`, after the record saying so is on disk, so a crash here loses nothing.
     """
-    from reprolog._encode import summarize, to_table, write_parquet
-    from reprolog._metriclog import read_log
+    from reprolog._encode import summarize, write_parquet
 
     if not layout.log_dir.is_dir():
         return []
-    contents = read_log(layout.log_dir)
-    table = to_table(str(record["id"]), contents)
+    table, problems = read_live_table(layout, str(record["id"]))
     write_parquet(table, layout.metrics)
     record["metrics_summary"] = summarize(table)
-    return contents.problems
+    return problems
 
 
 def finalize(layout: RunLayout, record: dict[str, Any]) -> None:
@@ -95,17 +154,8 @@ def writer_is_dead(layout: RunLayout, record: dict[str, Any]) -> bool:
 
 
 def lock_is_free(layout: RunLayout) -> bool:
-    try:
-        fd = os.open(layout.lock, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # closing drops the probe's own lock
-    return True
+    """True when no live process holds the run's lock."""
+    return _free(layout.lock)
 
 
 def recover(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:

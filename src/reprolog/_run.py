@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -16,28 +15,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reprolog import _lifecycle, _metriclog
+from reprolog import _lifecycle
 from reprolog._artifacts import ArtifactWorker
 from reprolog._errors import ArgumentError, RunStateError
 from reprolog._flusher import Flusher
 from reprolog._ids import new_run_id
 from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
 from reprolog._record import RECORD_FORMAT_VERSION, write_json_atomic
-from reprolog._recover import compact, finalize
+from reprolog._recover import compact, finalize, wait_for_rank_writers
 from reprolog._run_facts import RunFactsMixin
-from reprolog._values import (
-    check_epoch,
-    check_key,
-    check_metrics,
-    check_step,
-    to_float,
-)
+from reprolog._writer import MetricWriter
 
 logger = logging.getLogger("reprolog")
 
 _FINISH_STATUSES = ("completed", "failed", "interrupted")
-_pack_record = _metriclog.RECORD.pack_into
-_mono = time.monotonic_ns
 
 
 def init(
@@ -141,7 +132,6 @@ class Run(RunFactsMixin):
         self._layout.log_dir.mkdir(parents=True)
         self._pid = os.getpid()
         self._record_lock = threading.RLock()
-        self._log_lock = threading.RLock()  # reentrant: a SIGTERM handler may finish mid-log
         self._finish_lock = threading.RLock()
         self._finished = False
         self._warned: set[str] = set()
@@ -176,13 +166,7 @@ class Run(RunFactsMixin):
             "metrics_summary": None,
         }
 
-        self._key_ids: dict[str, int] = {}
-        self._last_step: list[int] = []
-        self._chunk_no = 0
-        self._keyfile = _metriclog.KeyFile(self._layout.keys_file)
-        self._writer: _metriclog.ChunkWriter | None = _metriclog.ChunkWriter(
-            self._layout.chunk(0), 0
-        )
+        self._metrics = MetricWriter(self._layout.log_dir, self._closed_error)
 
         if capture:
             self._capture()
@@ -194,7 +178,9 @@ class Run(RunFactsMixin):
             self.set_tags(tags)
         self._save()
 
-        self._flusher = Flusher(self._flush, self._layout.heartbeat, float(flush_interval))
+        self._flusher = Flusher(
+            self._metrics.flush, self._layout.heartbeat, float(flush_interval)
+        )
         self._flusher.beat()
         self._flusher.start()
         _lifecycle.register(self)
@@ -248,70 +234,7 @@ class Run(RunFactsMixin):
             MetricKeyError, MetricValueError, StepError: bad input; nothing is written.
             RunStateError: the run has finished.
         """
-        if type(metrics) is not dict:
-            metrics = check_metrics(metrics)
-        for value in metrics.values():
-            if type(value) is not float:
-                metrics = self._coerce(metrics)
-                break
-        if step is not None and (type(step) is not int or step < 0):
-            step = check_step(step, keys=metrics)
-        ep = -1 if epoch is None else check_epoch(epoch, keys=metrics)
-        with self._log_lock:
-            w = self._writer
-            if w is None:
-                raise self._closed_error()
-            tms = (_mono() - w.mono0) // 1_000_000
-            if tms >= _metriclog.MAX_CHUNK_MS:
-                w = self._roll()
-                tms = 0
-            ids = self._key_ids
-            for key in metrics:
-                if key not in ids:  # check every new key before writing any point of the call
-                    self._add_key(key)
-            last = self._last_step
-            for key, value in metrics.items():
-                kid = ids[key]
-                s = last[kid] + 1 if step is None else step
-                last[kid] = s
-                if w.pos == w.end:
-                    w = self._roll()
-                    tms = 0
-                w.seq += 1
-                _pack_record(w.mm, w.pos, value, s, tms, kid, ep, w.seq)
-                w.pos += 32
-
-    def _coerce(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        # Validate every key and value before writing any, so a bad call writes nothing.
-        out = {}
-        for key, value in metrics.items():
-            check_key(key)
-            out[key] = value if type(value) is float else to_float(key, value)
-        return out
-
-    def _add_key(self, key: Any) -> int:
-        check_key(key)
-        kid = len(self._last_step)
-        self._keyfile.add(kid, key)  # on disk before any point that uses it
-        self._key_ids[key] = kid
-        self._last_step.append(-1)
-        return kid
-
-    def _roll(self) -> _metriclog.ChunkWriter:
-        old = self._writer
-        assert old is not None
-        self._chunk_no += 1
-        new = _metriclog.ChunkWriter(self._layout.chunk(self._chunk_no), self._chunk_no)
-        self._writer = new
-        old.close()
-        return new
-
-    def _flush(self) -> None:
-        w = self._writer
-        if w is not None:
-            # ValueError: rolled and closed under us; the new chunk is flushed next time.
-            with contextlib.suppress(ValueError):
-                w.flush()
+        self._metrics.log(metrics, step, epoch=epoch)
 
     def _closed_error(self) -> RunStateError:
         if self._pid != os.getpid():
@@ -361,12 +284,9 @@ class Run(RunFactsMixin):
             self._finished = True
             _lifecycle.unregister(self)
             self._flusher.stop()
-            with self._log_lock:
-                writer, self._writer = self._writer, None
-                if writer is not None:
-                    writer.close()
-                self._keyfile.close()
+            self._metrics.close()
             self._artifacts.shutdown()
+            wait_for_rank_writers(self._layout)
             with self._record_lock:
                 record = self._record
                 record["status"] = status
@@ -429,6 +349,6 @@ class Run(RunFactsMixin):
 
     def _detach_after_fork(self) -> None:
         # The child shares the parent's mapping; it must never write, flush or finish it.
-        self._writer = None
+        self._metrics.detach()
         self._finished = True
         self._lock_fd = None

@@ -26,6 +26,8 @@ def run_sql(store: Store, query: str) -> pd.DataFrame:
         files, live = _register_views(store, con, _views_used(query))
         while True:
             try:
+                # Created here, inside the retry: DuckDB reads the files' schemas right away.
+                _create_metrics_view(con, files, live=live)
                 return con.execute(query).df()
             except duckdb.Error as exc:
                 # A corrupt metrics file must not make the whole store unqueryable:
@@ -35,15 +37,14 @@ def run_sql(store: Store, query: str) -> pd.DataFrame:
                     raise QueryError(f"SQL error: {exc}") from None
                 store._problem(f"{bad}: unreadable metrics file: {exc}")
                 files.remove(bad)
-                _create_metrics_view(con, files, live=live)
     finally:
         con.close()
 
 
 def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], bool]:
-    """Register the views the query names.
+    """Register the views the query names, except `metrics` (see `_create_metrics_view`).
 
-    Returns the Parquet files behind `metrics`, and whether live runs' points joined them.
+    Returns the Parquet files behind `metrics`, and whether live runs' points join them.
 
     Building `artifacts` reads every run record, so a query pays only for the views it
     uses.
@@ -90,7 +91,6 @@ def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], 
         import pyarrow as pa
 
         con.register("_live_metrics", pa.concat_tables(live).unify_dictionaries())
-    _create_metrics_view(con, files, live=bool(live))
     return files, bool(live)
 
 
@@ -112,7 +112,8 @@ def _create_metrics_view(con: Any, files: list[str], *, live: bool = False) -> N
     parts = []
     if files:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        parts.append(f"SELECT {_COLUMNS_SQL} FROM read_parquet([{listing}])")
+        # union_by_name: files of runs with rank writers carry an extra `rank` column.
+        parts.append(f"SELECT {_COLUMNS_SQL} FROM read_parquet([{listing}], union_by_name=true)")
     if live:
         parts.append(f"SELECT {_COLUMNS_SQL} FROM _live_metrics")
     if not parts:

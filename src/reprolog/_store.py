@@ -258,16 +258,15 @@ class Store:
     @staticmethod
     def _live_metrics(run_id: str, layout: RunLayout) -> pa.Table | None:
         """The points of a live run, or None when it finished (log gone) while we looked."""
-        from reprolog._encode import to_table
-        from reprolog._metriclog import read_log
+        from reprolog._recover import read_live_table
 
         try:
-            contents = read_log(layout.log_dir)
+            table, _ = read_live_table(layout, run_id)
         except FileNotFoundError:
             return None  # compacted meanwhile: its Parquet file is complete now
         if not layout.log_dir.is_dir():
             return None  # finished during the read: prefer the compacted file
-        return to_table(run_id, contents)
+        return table
 
     # ------------------------------------------------------------------ SQL
 

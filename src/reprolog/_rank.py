@@ -1,0 +1,157 @@
+"""Secondary rank writers: more processes logging points into one live run (e.g. DDP ranks).
+
+The run's own process (rank 0) owns the record; a `RankWriter` adds only metric points, in
+`log/rank-<r>/` of the run folder, with the same memory-mapped log as the run itself. When
+the run finishes, compaction merges every rank's points with a `rank` column.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from reprolog._errors import ArgumentError, RunStateError
+from reprolog._flusher import Flusher
+from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._record import read_json
+from reprolog._recover import lock_is_free
+from reprolog._writer import MetricWriter
+
+_open: weakref.WeakSet[RankWriter] = weakref.WeakSet()
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def attach(run: str, *, rank: int, dir: str | os.PathLike[str] | None = None) -> RankWriter:
+    """Open a writer that logs this process's points into a live run under a rank number.
+
+    Use it in the other processes of a distributed job (DDP ranks 1..N-1) when their metrics
+    should be kept: the run itself (rank 0) must be running, and should finish only after
+    every rank writer has closed (points logged after the run's finish are lost).
+
+    Args:
+        run: the run's id (or unique id prefix, or name).
+        rank: this process's rank, an int >= 1 (0 is the run's own process).
+        dir: the store folder, as for `reprolog.Store`.
+
+    Returns:
+        A `RankWriter`; call `.log(...)` like `Run.log`, then `.close()` (or use `with`).
+
+    Raises:
+        ArgumentError: `rank` is not an int >= 1.
+        RunNotFoundError, AmbiguousRunError: `run` names no single run.
+        RunStateError: the run is not running, or this rank is attached already.
+
+    Example:
+        >>> with reprolog.attach(run_id, rank=dist.get_rank()) as writer:  # doctest: +SKIP
+        ...     writer.log({"loss": 0.3}, step=10)
+    """
+    return RankWriter(run, rank=rank, dir=dir)
+
+
+class RankWriter:
+    """Logs one secondary rank's metric points into a live run (see `reprolog.attach`)."""
+
+    def __init__(self, run: str, *, rank: int, dir: str | os.PathLike[str] | None = None) -> None:
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ArgumentError(
+                f"rank must be an int >= 1 (rank 0 is the run itself), got {rank!r}"
+            )
+        from reprolog._store import Store
+
+        store = Store(resolve_store_dir(dir, must_exist=True))
+        self.run_id = store.resolve(run)
+        self.rank = rank
+        layout = RunLayout(StoreLayout(store.dir).run_dir(self.run_id))
+        record = read_json(layout.record)
+        if record.get("status") != "running" or lock_is_free(layout):
+            raise RunStateError(
+                f"run {self.run_id} is not running (status {record.get('status')!r}); "
+                "rank writers can only attach to a live run",
+                run_id=self.run_id,
+            )
+        self.dir = layout.log_dir / f"rank-{rank}"
+        try:
+            self.dir.mkdir()
+        except FileExistsError:
+            raise RunStateError(
+                f"rank {rank} is already attached to run {self.run_id} ({self.dir})",
+                run_id=self.run_id,
+            ) from None
+        self._pid = os.getpid()
+        self._lock_fd: int | None = os.open(
+            self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._metrics = MetricWriter(self.dir, self._closed_error)
+        interval = float(record.get("flush_interval") or 1.0)
+        self._flusher = Flusher(self._metrics.flush, self.dir / "heartbeat", interval)
+        self._flusher.beat()
+        self._flusher.start()
+        _open.add(self)
+        _install_hooks()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._metrics.closed else "open"
+        return f"RankWriter(run_id={self.run_id!r}, rank={self.rank}, {state})"
+
+    def log(
+        self, metrics: Mapping[str, Any], step: int | None = None, *, epoch: int | None = None
+    ) -> None:
+        """Record points for this rank; same arguments, checks and errors as `Run.log`."""
+        self._metrics.log(metrics, step, epoch=epoch)
+
+    def close(self) -> None:
+        """Flush and release this rank's log; later `log()` calls raise. Idempotent."""
+        if self._pid != os.getpid():
+            return
+        self._flusher.stop()
+        self._metrics.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        _open.discard(self)
+
+    def _closed_error(self) -> RunStateError:
+        return RunStateError(
+            f"the rank {self.rank} writer of run {self.run_id} is closed", run_id=self.run_id
+        )
+
+    def __enter__(self) -> RankWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _close_all() -> None:
+    for writer in list(_open):
+        writer.close()
+
+
+def _detach_in_child() -> None:
+    for writer in list(_open):
+        writer._metrics.detach()
+        writer._lock_fd = None
+    _open.clear()
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(_close_all)
+        os.register_at_fork(after_in_child=_detach_in_child)
