@@ -118,6 +118,22 @@ def test_bad_rank_is_refused(make_run: Callable[..., reprolog.Run], rank: Any) -
         reprolog.attach(run.id, rank=rank, dir=run.store_dir)
 
 
+def test_a_rank_can_attach_again_after_closing(
+    make_run: Callable[..., reprolog.Run], store_dir: Path
+) -> None:
+    run = make_run()
+    with reprolog.attach(run.id, rank=1, dir=store_dir) as writer:  # e.g. during fit
+        writer.log({"loss": 1.0}, step=0)
+    with reprolog.attach(run.id, rank=1, dir=store_dir) as writer:  # then during test
+        writer.log({"test_loss": 2.0}, step=0)
+    run.finish()
+    points = reprolog.Store(store_dir).metrics(runs=[run.id]).sort_values("key")
+    assert points[["key", "value", "rank"]].values.tolist() == [
+        ["loss", 1.0, 1],
+        ["test_loss", 2.0, 1],
+    ]
+
+
 def test_attaching_to_a_finished_run_or_twice_is_refused(
     make_run: Callable[..., reprolog.Run],
 ) -> None:

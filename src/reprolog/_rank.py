@@ -13,6 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -20,7 +21,7 @@ from reprolog._errors import ArgumentError, RunStateError
 from reprolog._flusher import Flusher
 from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
 from reprolog._record import read_json
-from reprolog._recover import lock_is_free
+from reprolog._recover import lock_free, lock_is_free
 from reprolog._writer import MetricWriter
 
 _open: weakref.WeakSet[RankWriter] = weakref.WeakSet()
@@ -76,19 +77,9 @@ class RankWriter:
                 "rank writers can only attach to a live run",
                 run_id=self.run_id,
             )
-        self.dir = layout.log_dir / f"rank-{rank}"
-        try:
-            self.dir.mkdir()
-        except FileExistsError:
-            raise RunStateError(
-                f"rank {rank} is already attached to run {self.run_id} ({self.dir})",
-                run_id=self.run_id,
-            ) from None
+        self.dir, lock_fd = _claim_folder(layout, rank, self.run_id)
+        self._lock_fd: int | None = lock_fd
         self._pid = os.getpid()
-        self._lock_fd: int | None = os.open(
-            self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
-        )
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._metrics = MetricWriter(self.dir, self._closed_error)
         interval = float(record.get("flush_interval") or 1.0)
         self._flusher = Flusher(self._metrics.flush, self.dir / "heartbeat", interval)
@@ -133,6 +124,30 @@ class RankWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _claim_folder(layout: RunLayout, rank: int, run_id: str) -> tuple[Path, int]:
+    """Create and lock this rank's log folder: `rank-<r>`, or `rank-<r>-<n>` on re-attach.
+
+    A rank may attach again after closing (e.g. fit, then test, in one run); each writer gets
+    a fresh folder so its chunk numbering and key dictionary start clean. A folder whose lock
+    is held belongs to a live writer of the same rank: that is refused.
+    """
+    for generation in range(1, 10_000):
+        name = f"rank-{rank}" if generation == 1 else f"rank-{rank}-{generation}"
+        folder = layout.log_dir / name
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not lock_free(folder / "lock"):
+                raise RunStateError(
+                    f"rank {rank} is already attached to run {run_id} ({folder})", run_id=run_id
+                ) from None
+            continue
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return folder, fd
+    raise RunStateError(f"rank {rank} attached too many times to run {run_id}", run_id=run_id)
 
 
 def _close_all() -> None:

@@ -38,13 +38,17 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def rank_dirs(layout: RunLayout) -> list[tuple[int, Path]]:
-    """The log folders of secondary rank writers (`log/rank-<r>/`), by rank."""
+    """The log folders of secondary rank writers, by rank.
+
+    `log/rank-<r>/` for a rank's first writer, `log/rank-<r>-<n>/` for its n-th (re-attach).
+    """
     out = []
     for path in layout.log_dir.glob("rank-*"):
-        suffix = path.name.removeprefix("rank-")
-        if path.is_dir() and suffix.isdigit():
-            out.append((int(suffix), path))
-    return sorted(out)
+        parts = path.name.removeprefix("rank-").split("-")
+        if path.is_dir() and len(parts) <= 2 and all(p.isdigit() for p in parts):
+            generation = int(parts[1]) if len(parts) == 2 else 1
+            out.append((int(parts[0]), generation, path))
+    return [(rank, path) for rank, _, path in sorted(out)]
 
 
 def read_live_table(layout: RunLayout, run_id: str) -> tuple[pa.Table, list[str]]:
@@ -72,14 +76,16 @@ def wait_for_rank_writers(layout: RunLayout, timeout: float = 5.0) -> list[int]:
     writers (behind a barrier) before the run finishes; this is the backstop.
     """
     deadline = time.monotonic() + timeout
-    pending = [rank for rank, folder in rank_dirs(layout) if not _free(folder / "lock")]
+    pending = [
+        (rank, folder) for rank, folder in rank_dirs(layout) if not lock_free(folder / "lock")
+    ]
     while pending and time.monotonic() < deadline:
         time.sleep(0.05)
-        pending = [r for r in pending if not _free(layout.log_dir / f"rank-{r}" / "lock")]
-    return pending
+        pending = [(rank, folder) for rank, folder in pending if not lock_free(folder / "lock")]
+    return sorted({rank for rank, _ in pending})
 
 
-def _free(lock: Path) -> bool:
+def lock_free(lock: Path) -> bool:
     """True when no process holds an flock on `lock` (the kernel drops it when one dies)."""
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
@@ -155,7 +161,7 @@ def writer_is_dead(layout: RunLayout, record: dict[str, Any]) -> bool:
 
 def lock_is_free(layout: RunLayout) -> bool:
     """True when no live process holds the run's lock."""
-    return _free(layout.lock)
+    return lock_free(layout.lock)
 
 
 def recover(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:

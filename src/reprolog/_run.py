@@ -170,6 +170,13 @@ class Run(RunFactsMixin):
 
         if capture:
             self._capture()
+        if os.environ.get("REPROLOG_REPRODUCES"):  # a re-run by `reprolog reproduce`
+            try:
+                from reprolog._reproduce import on_run_start
+
+                on_run_start(self)  # tags the run, restores the original's RNG states
+            except Exception as exc:
+                self.record_capture_error("reproduce", exc)
         self._take_pending_seeding()
         self._refresh_risks()
         if params:

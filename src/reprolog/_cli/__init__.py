@@ -51,9 +51,9 @@ def main(ctx: click.Context, store_dir: str | None) -> None:
 
 
 def _register() -> None:
-    from reprolog._cli import _diff, _list, _maintain, _query, _show
+    from reprolog._cli import _diff, _list, _maintain, _query, _reproduce, _show
 
-    for module in (_list, _show, _query, _diff, _maintain):
+    for module in (_list, _show, _query, _diff, _reproduce, _maintain):
         for command in module.COMMANDS:
             main.add_command(command)
 

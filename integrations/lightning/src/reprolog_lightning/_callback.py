@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import reprolog
-from reprolog_lightning import _checkpoints, _facts, _metrics, _namespace
-from reprolog_lightning._capture import Capture
+from reprolog_lightning import _facts, _metrics, _namespace, _ranks
+from reprolog_lightning._checkpoints import CheckpointCapture
 
 if TYPE_CHECKING:
     from reprolog import Run
+    from reprolog_lightning._ranks import MetricSink
 
 
-class ReprologCallback(Capture):
+class ReprologCallback(CheckpointCapture):
     """Record a whole Lightning training in one reprolog run.
 
     Add it to the Trainer; with `lightning.pytorch` and with `pytorch_lightning` alike. It
@@ -25,11 +26,16 @@ class ReprologCallback(Capture):
             `fit`/`validate`/`test` and finishes it with the true status.
         every_n_steps: record training step values every this many steps (1 = every step,
             the default, whatever the Trainer's `log_every_n_steps` says).
+        all_ranks: under DDP (or any multi-process strategy), also keep the metrics of the
+            other ranks: each records the values it logs, the same way rank 0 does, into the
+            one run, and the metrics table gains a `rank` column. False (the default) keeps
+            rank 0's values only, as Lightning's loggers do, and adds no collective call.
         **init_kwargs: passed to `reprolog.init` when the callback starts the run
             (`name`, `experiment`, `dir`, `tags`, `params`, `capture`).
 
     Raises:
-        ArgumentError: `every_n_steps` is not a positive integer, or `run` is not a Run.
+        ArgumentError: `every_n_steps` is not a positive integer, `all_ranks` is not a bool,
+            or `run` is not a Run.
 
     Example:
         >>> trainer = Trainer(callbacks=[ReprologCallback(experiment="mnist")])  # doctest: +SKIP
@@ -43,7 +49,12 @@ class ReprologCallback(Capture):
         return super().__new__(cls)
 
     def __init__(
-        self, run: Run | None = None, *, every_n_steps: int = 1, **init_kwargs: Any
+        self,
+        run: Run | None = None,
+        *,
+        every_n_steps: int = 1,
+        all_ranks: bool = False,
+        **init_kwargs: Any,
     ) -> None:
         if (
             isinstance(every_n_steps, bool)
@@ -54,14 +65,21 @@ class ReprologCallback(Capture):
                 "every_n_steps must be a positive int (1 records every step); "
                 f"got {every_n_steps!r}"
             )
+        if not isinstance(all_ranks, bool):
+            raise reprolog.ArgumentError(f"all_ranks must be True or False; got {all_ranks!r}")
         if run is not None and not callable(getattr(run, "log", None)):
             raise reprolog.ArgumentError(
                 f"run must be a reprolog Run from reprolog.init(); got {type(run).__name__}"
             )
         super().__init__(run, init_kwargs)
         self.every_n_steps = every_n_steps
+        self.all_ranks = all_ranks
         self._autolog = False
-        self._writer = False
+        # Where metric points go: the run on rank 0, a rank writer on other ranks, or None.
+        self._sink: MetricSink | None = None
+        self._rank_writer: Any = None
+        # True on every rank once rank 0's run was shared: each must then meet at teardown.
+        self._ranks_meet = False
         self._lr: dict[str, float] = {}
         self._lr_groups: list[tuple[str, Any]] | None = None
         # None until known for this fit: False when no batch can only accumulate gradients.
@@ -70,7 +88,6 @@ class ReprologCallback(Capture):
         self._last_train_step: int | None = None
         self._val_data_done = False
         self._loaders: dict[str, Any] = {}
-        self._checkpoints = _checkpoints.CheckpointTracker(self._on_saved, self._on_removed)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -78,22 +95,57 @@ class ReprologCallback(Capture):
         """Start (or attach to) the run and record the static facts of this Trainer."""
         self._trainer = trainer
         self._writer = False
+        self._sink = None
+        self._close_rank_writer()
         if self._autolog and _user_callback_present(trainer, self):
             self.active = False  # zero-code mode yields to a callback the user added
             return
+        # The same answer on every rank, so either all ranks take part in the sharing or none.
+        share = self.all_ranks and _ranks.distributed(trainer)
         if not getattr(trainer, "is_global_zero", True):
-            self.active = False  # one run per job: only global rank 0 writes
+            self.active = False  # one run per job: only global rank 0 writes the record
+            if share:
+                self._join_run(trainer)
             return
-        if not self.open_run(autolog=self._autolog):
+        opened = self.open_run(autolog=self._autolog)
+        if share:  # also when no run could be opened: the other ranks wait for an answer
+            self._ranks_meet = _ranks.share_run(trainer, self.run if opened else None) is not None
+        if not opened:
             return
         self.active = True
         self._writer = True
-        self._lr_groups = None
-        self._may_accumulate = None
+        self._reset_metric_state()
+        self._sink = self.run
         self._val_data_done = False
         self._loaders = {}
         self._guard("trainer hooks", self._install, trainer)
         self._guard("trainer config", self._record_setup, trainer, pl_module, stage)
+
+    def _reset_metric_state(self) -> None:
+        self._lr = {}
+        self._lr_groups = None
+        self._may_accumulate = None
+        self._last_train_step = None
+
+    def _join_run(self, trainer: Any) -> None:
+        # A rank other than 0 in all_ranks mode: open a writer on the run rank 0 shares.
+        shared = _ranks.share_run(trainer, None)
+        if shared is None:
+            return
+        self._ranks_meet = True  # rank 0 waits at teardown whether or not attach works here
+        writer = _ranks.open_writer(shared, int(trainer.global_rank), self._reported)
+        if writer is None:
+            return
+        self._rank_writer = writer
+        self._reset_metric_state()
+        self._sink = writer
+        self._guard("trainer hooks", _metrics.wrap_log_metrics, trainer, self._on_logger_metrics)
+
+    def _close_rank_writer(self) -> None:
+        writer, self._rank_writer = self._rank_writer, None
+        if writer is not None:
+            self._sink = None
+            self._guard("rank writer", writer.close)
 
     def _install(self, trainer: Any) -> None:
         self._checkpoints.install(trainer)
@@ -116,6 +168,7 @@ class ReprologCallback(Capture):
                 "stage": stage,
                 "world_size": getattr(trainer, "world_size", 1),
                 "every_n_steps": self.every_n_steps,
+                "all_ranks": self.all_ranks,
                 "autolog": self._autolog,
             },
         )
@@ -178,15 +231,30 @@ class ReprologCallback(Capture):
             self._guard("test data", self._record_data, trainer, "test", trainer.test_dataloaders)
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Bring checkpoint flags up to date; finish the run when the callback started it."""
+        """Bring checkpoint flags up to date; finish the run when the callback started it.
+
+        In all_ranks mode every rank first closes its writer and then all ranks meet, so that
+        rank 0 finishes the run only once the other ranks' points are in.
+        """
+        if self.active:
+            self._guard("checkpoint flags", self._reconcile_checkpoints, trainer)
+        self._sink = None
+        self._close_rank_writer()
+        if self._ranks_meet:
+            self._ranks_meet = False
+            _ranks.meet(trainer)
         if not self.active:
             return
-        self._guard("checkpoint flags", self._reconcile_checkpoints, trainer)
         self.active = False
         self.close_run("completed")
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Finish the run as interrupted (Ctrl+C, SIGTERM) or failed, with the exception."""
+        # No collective here: the other ranks may never reach one. A rank's points logged
+        # after rank 0 finished are lost.
+        self._ranks_meet = False
+        self._sink = None
+        self._close_rank_writer()
         if not self.active:
             return
         self._guard("checkpoint flags", self._reconcile_checkpoints, trainer)
@@ -201,7 +269,7 @@ class ReprologCallback(Capture):
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
         """Note the learning rates this batch trains with (schedulers may step before its end)."""
-        if self.active:
+        if self._sink is not None:
             self._guard("learning rates", self._read_lr, trainer)
 
     def _read_lr(self, trainer: Any) -> None:
@@ -221,10 +289,11 @@ class ReprologCallback(Capture):
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """Record this step's logged values and learning rates (every step by default)."""
-        if self.active:
-            self._guard("step metrics", self._record_step, trainer)
+        sink = self._sink
+        if sink is not None:
+            self._guard("step metrics", self._record_step, trainer, sink)
 
-    def _record_step(self, trainer: Any) -> None:
+    def _record_step(self, trainer: Any, sink: MetricSink) -> None:
         # This runs at every training step: anything constant within a fit is computed once.
         if self._may_accumulate is None:
             self._may_accumulate = _metrics.may_accumulate(trainer)
@@ -238,77 +307,23 @@ class ReprologCallback(Capture):
         values.pop("step", None)
         values.update(self._lr)
         if values:
-            assert self.run is not None
-            self.run.log(values, step=step, epoch=trainer.current_epoch)
+            sink.log(values, step=step, epoch=trainer.current_epoch)
 
     def _on_logger_metrics(self, metrics: Any, step: int | None) -> None:
         # Epoch, validation and test values: whatever Lightning hands its loggers.
-        trainer = self._trainer
-        if not self.active or trainer is None or not metrics:
+        trainer, sink = self._trainer, self._sink
+        if sink is None or trainer is None or not metrics:
             return
-        self._guard("logged metrics", self._record_logged, trainer, metrics, step)
+        self._guard("logged metrics", self._record_logged, trainer, metrics, step, sink)
 
-    def _record_logged(self, trainer: Any, metrics: Any, step: int | None) -> None:
+    def _record_logged(
+        self, trainer: Any, metrics: Any, step: int | None, sink: MetricSink
+    ) -> None:
         if trainer.sanity_checking or _metrics.in_train_step(trainer):
             return  # sanity values are not results; train steps come from on_train_batch_end
         values, at = _metrics.resolve_step(trainer, metrics, step)
         if values:
-            assert self.run is not None
-            self.run.log(values, step=at, epoch=trainer.current_epoch)
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def _writes_checkpoints(self) -> bool:
-        # Also after teardown: `trainer.save_checkpoint` after fit lands in a run still open.
-        run = self.run
-        return self._writer and run is not None and run.status == "running"
-
-    def _on_saved(self, path: str) -> None:
-        if self._writes_checkpoints() and self._trainer is not None:
-            self._guard("checkpoint", self._record_checkpoint, self._trainer, path)
-
-    def _record_checkpoint(self, trainer: Any, path: str, linked: bool = False) -> None:
-        run = self.run
-        assert run is not None
-        previous = self._checkpoints.entries.get(path)
-        if previous is not None:  # the same path written again (e.g. last.ckpt): keep history
-            run.update_artifact(
-                previous.artifact_id, metadata={"overwritten": True, "best": False, "last": False}
-            )
-        meta = _checkpoints.describe(trainer, path)
-        if linked:
-            meta["link"] = True
-        art_id = run.log_artifact(path, kind="checkpoint", step=meta["global_step"], metadata=meta)
-        flags: dict[str, Any] = {k: meta[k] for k in ("best", "last") if k in meta}
-        self._checkpoints.entries[path] = _checkpoints._Entry(art_id, flags)
-        self._reconcile_checkpoints(trainer, skip=path)
-
-    def _on_removed(self, path: str) -> None:
-        if not self._writes_checkpoints() or self.run is None:
-            return
-        entry = self._checkpoints.entries.pop(path, None)
-        if entry is not None:
-            self._guard(
-                "checkpoint removal",
-                self.run.update_artifact,
-                entry.artifact_id,
-                metadata={"deleted": True, "best": False, "last": False},
-            )
-
-    def _reconcile_checkpoints(self, trainer: Any, skip: str | None = None) -> None:
-        run = self.run
-        if run is None:
-            return
-        for link in _checkpoints.last_links(trainer):
-            if link not in self._checkpoints.entries:
-                self._record_checkpoint(trainer, link, linked=True)
-        for path, entry in self._checkpoints.entries.items():
-            if path == skip:
-                continue
-            now = _checkpoints.current_flags(trainer, path)
-            if now is not None and now != entry.flags:
-                run.update_artifact(entry.artifact_id, metadata=dict(now))
-                entry.flags = now
+            sink.log(values, step=at, epoch=trainer.current_epoch)
 
 
 def _user_callback_present(trainer: Any, me: ReprologCallback) -> bool:

@@ -6,7 +6,12 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from reprolog_lightning._capture import Capture
+
+if TYPE_CHECKING:
+    from reprolog import Run
 
 # Marks our wrappers so that a second callback (or a second fit) never wraps twice.
 _WRAPPED = "__reprolog_wrapped__"
@@ -148,3 +153,70 @@ def last_links(trainer: Any) -> list[str]:
         if last and os.path.islink(last):
             out.append(last)
     return out
+
+
+class CheckpointCapture(Capture):
+    """Records into the run every checkpoint its Trainer writes, and keeps the flags current.
+
+    Args:
+        run: a run the user started, or None (see `Capture`).
+        init_kwargs: keyword arguments for `reprolog.init` (see `Capture`).
+    """
+
+    def __init__(self, run: Run | None, init_kwargs: dict[str, Any]) -> None:
+        super().__init__(run, init_kwargs)
+        # True while this process writes the run's record (global rank 0 with an open run).
+        self._writer = False
+        self._checkpoints = CheckpointTracker(self._on_saved, self._on_removed)
+
+    def _writes_checkpoints(self) -> bool:
+        # Also after teardown: `trainer.save_checkpoint` after fit lands in a run still open.
+        run = self.run
+        return self._writer and run is not None and run.status == "running"
+
+    def _on_saved(self, path: str) -> None:
+        if self._writes_checkpoints() and self._trainer is not None:
+            self._guard("checkpoint", self._record_checkpoint, self._trainer, path)
+
+    def _record_checkpoint(self, trainer: Any, path: str, linked: bool = False) -> None:
+        run = self.run
+        assert run is not None
+        previous = self._checkpoints.entries.get(path)
+        if previous is not None:  # the same path written again (e.g. last.ckpt): keep history
+            run.update_artifact(
+                previous.artifact_id, metadata={"overwritten": True, "best": False, "last": False}
+            )
+        meta = describe(trainer, path)
+        if linked:
+            meta["link"] = True
+        art_id = run.log_artifact(path, kind="checkpoint", step=meta["global_step"], metadata=meta)
+        flags: dict[str, Any] = {k: meta[k] for k in ("best", "last") if k in meta}
+        self._checkpoints.entries[path] = _Entry(art_id, flags)
+        self._reconcile_checkpoints(trainer, skip=path)
+
+    def _on_removed(self, path: str) -> None:
+        if not self._writes_checkpoints() or self.run is None:
+            return
+        entry = self._checkpoints.entries.pop(path, None)
+        if entry is not None:
+            self._guard(
+                "checkpoint removal",
+                self.run.update_artifact,
+                entry.artifact_id,
+                metadata={"deleted": True, "best": False, "last": False},
+            )
+
+    def _reconcile_checkpoints(self, trainer: Any, skip: str | None = None) -> None:
+        run = self.run
+        if run is None:
+            return
+        for link in last_links(trainer):
+            if link not in self._checkpoints.entries:
+                self._record_checkpoint(trainer, link, linked=True)
+        for path, entry in self._checkpoints.entries.items():
+            if path == skip:
+                continue
+            now = current_flags(trainer, path)
+            if now is not None and now != entry.flags:
+                run.update_artifact(entry.artifact_id, metadata=dict(now))
+                entry.flags = now
