@@ -166,3 +166,12 @@ def test_render_and_json_of_an_empty_diff() -> None:
     assert not d.differs
     assert "do not differ" in diff_text(d)
     assert d.to_dict()["differs"] is False
+
+
+def test_a_section_only_one_run_has_is_one_difference_not_a_crash() -> None:
+    # e.g. a Lightning run (with a `lightning` section) against a plain run.
+    a: dict[str, Any] = {"sections": {}}
+    b: dict[str, Any] = {"sections": {"lightning": {"trainer": {"max_epochs": 3}}}}
+    (only,) = compare_records(a, b)
+    assert only.key.startswith("lightning")
+    assert only.a is None

@@ -21,6 +21,8 @@ PUBLIC = [
     "MetricValueError",
     "QueryError",
     "RankWriter",
+    "ReproduceError",
+    "Reproduction",
     "ReprologError",
     "Run",
     "RunNotFoundError",
@@ -37,6 +39,7 @@ PUBLIC = [
     "diff",
     "fingerprint",
     "init",
+    "reproduce",
     "seed_everything",
 ]
 

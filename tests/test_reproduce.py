@@ -17,7 +17,7 @@ from reprolog._reproduce import ReproduceError, reproduce
 
 # A tiny training: loss curve from numpy (and Python random) draws, plus one data file per step.
 SCRIPT = """\
-import random, sys
+import os, random, sys, time
 import numpy as np
 import reprolog
 import config
@@ -37,6 +37,8 @@ for step in range(8):
     w = w * 0.8 + 0.01 * np.random.randn(4)
     extra = data[step] if data else 0.0
     run.log({"loss": float((w**2).sum()) + bias + extra}, step=step)
+if "--hang" in sys.argv and os.environ.get("REPROLOG_REPRODUCES"):
+    time.sleep(120)  # only in the re-run
 run.finish()
 """
 
@@ -146,7 +148,7 @@ def test_changed_external_data_diverges_at_its_step(
     assert result.likely_cause is not None and result.likely_cause.startswith("data:")
     code, out = cli(store, original)
     assert code == 1
-    assert "Verdict: diverged at step 3 (loss)" in out and "Likely cause: data:" in out
+    assert "Verdict: diverged at step 3 (loss: " in out and "Likely cause: data:" in out
 
 
 def test_refuses_records_it_cannot_rerun(repo: Path, store: Path, tmp_path: Path) -> None:
@@ -185,3 +187,13 @@ def test_dry_run_and_failed_rerun(repo: Path, store: Path, tmp_path: Path) -> No
     assert result.error is not None and "FileNotFoundError" in result.error
     code, out = cli(store, needs_data)
     assert code == 1 and "Verdict: failed" in out
+
+
+def test_timeout_stops_the_rerun_and_keep_leaves_the_tree(repo: Path, store: Path) -> None:
+    original = record(repo, store, "--seed", "--hang")
+    result = reproduce(original, store=store, timeout=2, keep=True)
+    assert result.verdict == "failed" and result.returncode is None
+    assert result.error is not None and "longer than 2 s" in result.error
+    assert result.kept and (Path(result.workdir) / "train.py").is_file()
+    assert result.workdir in git(repo, "worktree", "list")
+    git(repo, "worktree", "remove", "--force", result.workdir)

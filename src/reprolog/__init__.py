@@ -11,6 +11,7 @@ from reprolog._errors import (
     MetricKeyError,
     MetricValueError,
     QueryError,
+    ReproduceError,
     ReprologError,
     RunNotFoundError,
     RunStateError,
@@ -22,6 +23,7 @@ from reprolog._lifecycle import active_run
 from reprolog._plugins import autolog, autolog_enabled
 from reprolog._rank import RankWriter, attach
 from reprolog._record import RunRecord
+from reprolog._reproduce import Reproduction, reproduce
 from reprolog._run import Run, init
 from reprolog._seed import seed_everything
 from reprolog._store import Store
@@ -37,6 +39,8 @@ __all__ = [
     "MetricValueError",
     "QueryError",
     "RankWriter",
+    "ReproduceError",
+    "Reproduction",
     "ReprologError",
     "Run",
     "RunNotFoundError",
@@ -53,5 +57,6 @@ __all__ = [
     "diff",
     "fingerprint",
     "init",
+    "reproduce",
     "seed_everything",
 ]

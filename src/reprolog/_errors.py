@@ -95,5 +95,9 @@ class AmbiguousRunError(StoreError, LookupError):
         self.candidates = candidates
 
 
+class ReproduceError(ReprologError):
+    """A run that cannot be re-run: no commit, command or script recorded, or its repo is gone."""
+
+
 class QueryError(ReprologError, ValueError):
     """A SQL query or predicate that DuckDB rejected."""

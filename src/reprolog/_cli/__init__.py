@@ -1,4 +1,4 @@
-"""The `reprolog` command, git-like, over a store: ls, show, metrics, sql, diff, export, gc."""
+"""The git-like `reprolog` command: ls, show, metrics, sql, diff, export, gc, reproduce."""
 
 from __future__ import annotations
 

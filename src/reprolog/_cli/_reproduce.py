@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 import click
@@ -80,9 +81,13 @@ def reproduce_cmd(
     out.print(f"Original run: {result.original}", highlight=False)
     out.print(f"Command: {shlex.join(result.command)}", highlight=False)
     out.print(f"Working directory: {result.cwd}", highlight=False)
+    # Only the variables the re-run actually removes; most recorded ones were never set.
+    unset = [name for name, value in result.env.items() if value is None and name in os.environ]
     for name, value in result.env.items():
-        shown = "(unset)" if value is None else value
-        out.print(f"  env {name}={shown}", highlight=False)
+        if value is not None:
+            out.print(f"  env {name}={value}", highlight=False)
+    if unset:
+        out.print(f"  env unset as recorded: {' '.join(unset)}", highlight=False)
     for note in result.notes:
         out.print(f"Not exact: {note}", highlight=False)
     if dry_run:
@@ -90,7 +95,9 @@ def reproduce_cmd(
         ctx.exit(EXIT_OK)
     verdict = str(result.verdict)
     if result.verdict == "diverged" and result.diverged_at is not None:
-        verdict += f" at step {result.diverged_at} ({result.diverged_metric})"
+        verdict += f" at step {result.diverged_at} ({result.diverged_metric}"
+        m = result.diff.metric(str(result.diverged_metric)) if result.diff else None
+        verdict += f": {_num(m.a)} → {_num(m.b)})" if m is not None else ")"
     elif result.verdict == "diverged" and result.diverged_metric:
         verdict += f" (metric {result.diverged_metric} is in one run only)"
     out.print(
@@ -112,6 +119,10 @@ def reproduce_cmd(
 
         out.print(render_diff(result.diff, limit=10))
     ctx.exit(EXIT_OK if result.reproduced else EXIT_DIFFER)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.6g}"
 
 
 COMMANDS = [reproduce_cmd]

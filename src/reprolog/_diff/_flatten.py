@@ -86,8 +86,11 @@ def compare_trees(a: Any, b: Any, prefix: Path = ()) -> list[tuple[Path, Any, An
     """
     fa: dict[Path, Any] = {}
     fb: dict[Path, Any] = {}
-    flatten(a, prefix, fa)
-    flatten(b, prefix, fb)
+    # None is "absent" (a section only one run has): it has no leaves to compare.
+    if a is not None:
+        flatten(a, prefix, fa)
+    if b is not None:
+        flatten(b, prefix, fb)
     pre_a = {p[:i] for p in fa for i in range(len(p) + 1)}
     pre_b = {p[:i] for p in fb for i in range(len(p) + 1)}
     found: list[tuple[Path, Any, Any]] = []
@@ -99,7 +102,9 @@ def compare_trees(a: Any, b: Any, prefix: Path = ()) -> list[tuple[Path, Any, An
             continue
         side, other = (fa, pre_b) if path in fa else (fb, pre_a)
         # The topmost part of this path that the other side lacks is reported once, whole.
-        top = next(path[:i] for i in range(len(prefix) + 1, len(path) + 1) if path[:i] not in other)
+        top = next(
+            (path[:i] for i in range(len(prefix) + 1, len(path) + 1) if path[:i] not in other), path
+        )
         if top in done:
             continue
         done.add(top)

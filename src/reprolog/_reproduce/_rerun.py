@@ -1,0 +1,278 @@
+"""A re-run's mechanics: check the record, make the work tree, apply the patch, run the child."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reprolog._reproduce._model import (
+    ENV_FROM,
+    ENV_ID,
+    ENV_REPORT,
+    REDACTED,
+    ReproduceError,
+    Reproduction,
+)
+
+if TYPE_CHECKING:
+    from reprolog._record import RunRecord
+    from reprolog._store import Store
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_TAIL = 4000  # bytes of the child's stderr kept when it fails
+
+
+@dataclass
+class _Plan:
+    record: RunRecord
+    root: Path
+    commit: str
+    script: str  # relative to root
+    argv0: str  # the script as typed
+    args: list[str]  # argv[1:]
+    flags: list[str]  # interpreter flags
+    cwd_rel: str | None  # None: the recorded cwd lies outside the repository; used as is
+    cwd: str
+    env: dict[str, str | None]
+    notes: list[str]
+
+
+# ---------------------------------------------------------------------------------- planning
+
+
+def _git(root: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+    )
+
+
+def plan_rerun(record: RunRecord, store: Store) -> _Plan:
+    """Check that the record holds what a re-run needs, and work out the command and env."""
+    rid = record.id
+    code, command = record.section("code"), record.section("command")
+    if not code.get("git"):
+        why = code.get("reason") or "no code section: was it started with capture=False?"
+        raise ReproduceError(f"run {rid} recorded no git state ({why}); reproduce needs a commit")
+    commit = code.get("commit")
+    if not commit:
+        raise ReproduceError(
+            f"run {rid} recorded no git commit (its repository had none yet); nothing to check out"
+        )
+    argv = command.get("argv")
+    if not isinstance(argv, list) or not argv:
+        raise ReproduceError(f"run {rid} recorded no command line; there is nothing to re-run")
+    kind, entry = command.get("entry_kind"), command.get("entry")
+    if kind != "script" or not entry:
+        raise ReproduceError(
+            f"run {rid} was started as a {kind or 'unknown'} entry ({entry or argv[0]!r}); "
+            "reproduce re-runs scripts only (python path/to/script.py ...)"
+        )
+    masked = [i for i, a in enumerate(argv) if REDACTED in str(a)]
+    if masked:
+        raise ReproduceError(
+            f"run {rid}: argv{masked} were masked as secrets at capture; the command cannot be "
+            "rebuilt from the record"
+        )
+    root = Path(str(code.get("root") or ""))
+    if not code.get("root") or not root.is_dir():
+        raise ReproduceError(
+            f"run {rid} was recorded in repository {str(root)!r} on host {record.raw.get('host')}, "
+            "which does not exist here; reproduce needs that repository"
+        )
+    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise ReproduceError(
+            f"run {rid}: commit {commit} is not in {root} (rebased away or not fetched?)"
+        )
+    script = os.path.relpath(str(entry), root)
+    if script.startswith(".."):
+        raise ReproduceError(f"run {rid}: its script {entry} lies outside repository {root}")
+    cwd = str(command.get("cwd") or root)
+    cwd_rel: str | None = os.path.relpath(cwd, root)
+    notes: list[str] = []
+    if cwd_rel is not None and cwd_rel.startswith(".."):
+        cwd_rel = None
+        notes.append(f"the recorded cwd {cwd} is outside the repository; the re-run uses it as is")
+    orig = [str(a) for a in command.get("orig_argv") or []]
+    flags = orig[1 : len(orig) - len(argv)] if orig[len(orig) - len(argv) :] == argv else []
+    return _Plan(
+        record, root, str(commit), script, str(argv[0]), [str(a) for a in argv[1:]], flags,
+        cwd_rel, cwd,
+        _child_env(record, store), notes,
+    )  # fmt: skip
+
+
+def _child_env(record: RunRecord, store: Store) -> dict[str, str | None]:
+    """The recorded seed, determinism and thread variables (None: unset), and reprolog's own."""
+    env: dict[str, str | None] = {}
+    for section in ("seeds", "determinism"):
+        for name, value in (record.section(section).get("env") or {}).items():
+            if value != REDACTED:
+                env[str(name)] = None if value is None else str(value)
+    threads = record.section("environment").get("threads") or {}
+    for name in _THREAD_VARS:
+        if name in threads:
+            env[name] = None if threads[name] is None else str(threads[name])
+    env["REPROLOG_DIR"] = str(store.dir)
+    env[ENV_ID] = record.id
+    env[ENV_FROM] = str(Path(record.dir).resolve())
+    return env
+
+
+def command_line(plan: _Plan, tree: str) -> list[str]:
+    # Absolute paths into the repository (a config file, a data folder) point into the tree.
+    args = [a.replace(str(plan.root) + os.sep, tree + os.sep) for a in plan.args]
+    # A relative script path, as typed, names the same file from the mapped cwd.
+    relative = not os.path.isabs(plan.argv0) and plan.cwd_rel is not None
+    script = plan.argv0 if relative else os.path.join(tree, plan.script)
+    return [sys.executable, *plan.flags, script, *args]
+
+
+# ---------------------------------------------------------------------------------- work tree
+
+
+def make_tree(plan: _Plan, workdir: str | os.PathLike[str] | None) -> str:
+    if workdir is None:
+        tree = tempfile.mkdtemp(prefix="reprolog-reproduce-")
+    else:
+        tree = os.fspath(workdir)
+        if os.path.exists(tree) and (not os.path.isdir(tree) or os.listdir(tree)):
+            raise ReproduceError(f"workdir {tree} exists and is not an empty folder")
+    tree = os.path.realpath(tree)  # the child sees the resolved path as its cwd
+    done = _git(plan.root, "worktree", "add", "--detach", tree, plan.commit)
+    if done.returncode != 0:
+        if workdir is None:
+            shutil.rmtree(tree, ignore_errors=True)
+        raise ReproduceError(
+            f"git worktree add of commit {plan.commit} failed: {done.stderr.strip()}"
+        )
+    return tree
+
+
+def remove_tree(root: Path, tree: str) -> None:
+    if _git(root, "worktree", "remove", "--force", tree).returncode != 0:
+        shutil.rmtree(tree, ignore_errors=True)
+        _git(root, "worktree", "prune")
+
+
+def apply_code(record: RunRecord, root: Path, tree: str) -> list[str]:
+    """Apply the recorded patch in the tree; return what could not be rebuilt exactly."""
+    from reprolog._export import patch
+    from reprolog._hashing import sha256_fileobj
+    from reprolog._record import RunRecord
+
+    code = record.section("code")
+    notes: list[str] = []
+    if code.get("diff_truncated"):
+        notes.append(
+            f"the recorded diff was truncated at capture ({code.get('diff_bytes')} bytes): "
+            "uncommitted changes to tracked files are missing"
+        )
+        # Keep the untracked files: give the patch builder the record without the tracked diff.
+        raw = json.loads(json.dumps(record.raw))
+        raw["sections"]["code"].update(diff="", diff_truncated=False)
+        record = RunRecord(raw, record.dir)
+    elif REDACTED in str(code.get("diff") or ""):
+        notes.append("the recorded diff had secrets masked: those lines differ from the original")
+    text = patch(record)
+    if "diff --git " in text:
+        done = subprocess.run(
+            ["git", "apply", "--whitespace=nowarn", "-"],
+            cwd=tree, input=text, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            notes.append(f"git apply of the recorded patch failed: {done.stderr.strip()[:300]}")
+    # Untracked files recorded by hash only (binary, big) or masked: copy them from the repo
+    # when the file there still has the recorded content.
+    for rel, info in sorted((code.get("untracked") or {}).items()):
+        info = info or {}
+        content = info.get("content")
+        if isinstance(content, str) and not info.get("truncated") and REDACTED not in content:
+            continue
+        source, target = root / rel, Path(tree) / rel
+        try:
+            with open(source, "rb") as fh:
+                same = sha256_fileobj(fh).hexdigest() == info.get("sha256")
+        except OSError:
+            same = False
+        if same:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        else:
+            notes.append(f"untracked file {rel} could not be restored (recorded by hash only)")
+    if code.get("submodules"):
+        notes.append("submodules are not checked out in the work tree")
+    return notes
+
+
+# ---------------------------------------------------------------------------------- the re-run
+
+
+def run_child(
+    plan: _Plan, tree: str, store: Store, timeout: float | None
+) -> tuple[Reproduction, str | None]:
+    """Run the command in the tree; return the outcome so far and the new run's folder."""
+    cmd = command_line(plan, tree)
+    cwd = plan.cwd if plan.cwd_rel is None else os.path.normpath(os.path.join(tree, plan.cwd_rel))
+    env = {k: v for k, v in os.environ.items() if plan.env.get(k, "") is not None}
+    env.update({k: v for k, v in plan.env.items() if v is not None})
+    out = Reproduction(plan.record.id, None, cmd, cwd, tree, kept=False, env=dict(plan.env))
+    with tempfile.TemporaryDirectory(prefix="reprolog-reproduce-io-") as io_dir:
+        report = os.path.join(io_dir, "runs.jsonl")
+        env[ENV_REPORT] = report
+        with open(os.path.join(io_dir, "stderr"), "w+b") as err:
+            start = time.monotonic()
+            proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=err, start_new_session=True,
+            )  # fmt: skip
+            try:
+                out.returncode = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
+                out.error = f"the re-run took longer than {timeout:g} s and was stopped"
+            out.seconds = time.monotonic() - start
+            err.seek(max(0, err.seek(0, os.SEEK_END) - _TAIL))
+            tail = err.read().decode("utf-8", "replace")
+        new_dir = _new_run(report, store, plan.record.id)
+        if out.returncode not in (None, 0) and out.error is None:
+            out.error = tail.strip() or f"exit status {out.returncode}"
+        elif new_dir is None and out.error is None:
+            out.error = "the script made no reprolog run" + (f":\n{tail.strip()}" if tail else "")
+    return out, new_dir
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group (its run ends 'interrupted'), then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _new_run(report: str, store: Store, original: str) -> str | None:
+    """The folder of the run the child made: from its report file, else by tag in the store."""
+    try:
+        lines = Path(report).read_text().splitlines()
+        if lines:
+            return str(json.loads(lines[0])["dir"])
+    except (OSError, ValueError, KeyError):
+        pass
+    for run_id in reversed(store.run_ids()):
+        if store.run(run_id).tags.get("reproduces") == original:
+            return str(store.dir / "runs" / run_id)
+    return None
