@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import import_time, median_of, row  # noqa: E402
+from _common import import_time, median_of, row
 
-import reprolog  # noqa: E402
-from reprolog._ids import new_run_id  # noqa: E402
+import reprolog
+from reprolog._ids import new_run_id
 
 
 def curve(n: int, seed: int = 0) -> list[float]:
@@ -49,7 +49,7 @@ def bench_log_call(tmp: Path, n: int, repeats: int) -> float:
 def bench_million(tmp: Path, repeats: int) -> tuple[float, float]:
     keys = [f"metric_{k}" for k in range(10)]
     columns = [curve(100_000, seed=k) for k in range(10)]
-    rows = [dict(zip(keys, vals)) for vals in zip(*columns)]
+    rows = [dict(zip(keys, vals, strict=False)) for vals in zip(*columns, strict=False)]
     sizes = []
 
     def once() -> None:
@@ -224,7 +224,7 @@ def main() -> None:
     n_runs = 10_000
     with tempfile.TemporaryDirectory(prefix="reprolog-bench-") as name:
         tmp = Path(name)
-        print("reprolog core benchmark (medians of repeats; machine: %d cores)" % os.cpu_count())
+        print(f"reprolog core benchmark (medians of repeats; machine: {os.cpu_count()} cores)")
         bench_log_call(tmp, 1_000, 1)  # warm-up: first finish imports numpy and pyarrow
         per_call = bench_log_call(tmp, 200_000, repeats)
         row("run.log({'loss': x}, step=i), amortised incl. finish", f"{per_call:.2f} us", "<= 2 us")
@@ -237,7 +237,12 @@ def main() -> None:
         big = build_big_store(tmp, n_runs)
         cold, warm = bench_runs(big, n_runs, repeats)
         row(f"Store.runs() over {n_runs:,} runs, index warm", f"{warm:.3f} s", "<= 1 s")
-        row(f"Store.runs() over {n_runs:,} runs, index rebuilt", f"{cold:.3f} s", "", "(first listing)")
+        row(
+            f"Store.runs() over {n_runs:,} runs, index rebuilt",
+            f"{cold:.3f} s",
+            "",
+            "(first listing)",
+        )
         row("import reprolog", f"{import_time('reprolog'):.3f} s", "<= 0.3 s")
 
         n_peer = 2_000 if args.quick else 20_000

@@ -193,9 +193,9 @@ def test_a_tiny_training_leaves_a_complete_true_record(
 
     # The training data was fingerprinted.
     data = record.section("data")
-    assert any(
-        isinstance(entry, dict) and entry.get("fingerprint") for entry in data.values()
-    ), f"{framework}: no dataset fingerprint in {sorted(data)}"
+    assert any(isinstance(entry, dict) and entry.get("fingerprint") for entry in data.values()), (
+        f"{framework}: no dataset fingerprint in {sorted(data)}"
+    )
 
     # Nothing failed silently: capture errors would be listed here.
     assert record.capture_report.get("errors", []) == []

@@ -53,9 +53,7 @@ def combine_ranks(tables: list[pa.Table]) -> pa.Table:
     rank_of_name = np.empty(len(names), dtype=np.int64)
     rank_of_name[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
     key_rank = rank_of_name[key.indices.to_numpy(zero_copy_only=False)]
-    order = np.lexsort(
-        (table.column("rank").to_numpy(), table.column("step").to_numpy(), key_rank)
-    )
+    order = np.lexsort((table.column("rank").to_numpy(), table.column("step").to_numpy(), key_rank))
     return table.take(pa.array(order))
 
 

@@ -185,9 +185,7 @@ class Run(RunFactsMixin):
             self.set_tags(tags)
         self._save()
 
-        self._flusher = Flusher(
-            self._metrics.flush, self._layout.heartbeat, float(flush_interval)
-        )
+        self._flusher = Flusher(self._metrics.flush, self._layout.heartbeat, float(flush_interval))
         self._flusher.beat()
         self._flusher.start()
         _lifecycle.register(self)
