@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,23 @@ def test_recorded_on_the_active_run(tmp_path: Path) -> None:
     assert record.sections["seeds"]["seed_everything"]["seed"] == 12
     assert record.sections["determinism"]["torch_deterministic_algorithms"] is True
     assert take_pending_seeding() is None
+
+
+def test_torch_not_yet_imported_is_seeded_when_imported_not_imported_by_us(
+    tmp_path: Path,
+) -> None:
+    code = """
+import sys, reprolog
+info = reprolog.seed_everything(7, deterministic=True)
+assert "torch" not in sys.modules, "seed_everything imported torch"
+assert "torch (when imported)" in info["seeded"], info["seeded"]
+import torch
+drawn = torch.rand(3)
+assert torch.are_deterministic_algorithms_enabled()
+torch.manual_seed(7)
+assert torch.equal(drawn, torch.rand(3)), "torch was not seeded at import"
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr

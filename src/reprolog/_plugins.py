@@ -10,16 +10,14 @@ training.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import importlib.util
+import functools
 import logging
 import os
-import sys
 import threading
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any
+
+from reprolog._importhook import when_imported
 
 logger = logging.getLogger("reprolog")
 
@@ -31,7 +29,6 @@ _enabled = False
 _lock = threading.RLock()
 #: entry-point name -> "enabled" | "waiting for import" | "failed: ..."
 _status: dict[str, str] = {}
-_finder: _PostImportFinder | None = None
 
 
 def _env_on() -> bool:
@@ -106,60 +103,12 @@ def plugin_status() -> dict[str, str]:
     return out
 
 
-class _NotifyingLoader(importlib.abc.Loader):
-    """Wraps a framework's loader to enable its plugins right after the module executes."""
-
-    def __init__(self, loader: Any, name: str) -> None:
-        self._loader = loader
-        self._name = name
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)  # type: ignore[no-any-return]
-
-    def exec_module(self, module: ModuleType) -> None:
-        # Give the module its real loader back before anything else can see the wrapper.
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._loader
-        module.__loader__ = self._loader
-        self._loader.exec_module(module)
-        if autolog_enabled():
-            _activate(self._name)
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self._loader, item)
-
-
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Notices the first import of each instrumented framework's top-level module."""
-
-    def __init__(self, names: set[str]) -> None:
-        self._names = names
-        self._busy: set[str] = set()
-
-    def find_spec(
-        self, fullname: str, path: Any = None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self._names or fullname in self._busy:
-            return None
-        self._busy.add(fullname)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._busy.discard(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _NotifyingLoader(spec.loader, fullname)
-        return spec
-
-
 def install_import_hook() -> None:
-    """Watch imports of every framework that has a plugin; enable those already imported."""
-    global _finder
-    with _lock:
-        names = {ep.name for ep in _plugins()}
-        if _finder is None and names:
-            _finder = _PostImportFinder(names)
-            sys.meta_path.insert(0, _finder)
-    for name in sorted(names):
-        if name in sys.modules:
-            _activate(name)
+    """Enable each plugin once its framework is imported (now, for those already imported)."""
+    for name in sorted({ep.name for ep in _plugins()}):
+        when_imported(name, functools.partial(_on_framework_import, name))
+
+
+def _on_framework_import(name: str, module: ModuleType) -> None:
+    if autolog_enabled():
+        _activate(name)

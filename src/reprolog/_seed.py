@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from reprolog._errors import ArgumentError
+from reprolog._importhook import when_imported
 
 __all__ = ["seed_everything", "take_pending_seeding"]
 
@@ -21,12 +22,21 @@ _lock = threading.Lock()
 
 
 def _seed_torch(seed: int, deterministic: bool, info: dict[str, Any]) -> None:
-    torch: Any = sys.modules.get("torch")
-    if torch is None:
+    if "torch" not in sys.modules:
         if importlib.util.find_spec("torch") is None:
             return
-        # Imported so that a later `import torch` in the user's code finds it seeded.
-        torch = importlib.import_module("torch")
+        # Not imported yet: seed it the moment it is, rather than paying ~1 s to import a
+        # framework this program may never use (and reporting its determinism as a risk).
+        info["seeded"].append("torch (when imported)")
+        when_imported("torch", lambda torch: _apply_torch(torch, seed, deterministic, {}))
+        return
+    _apply_torch(sys.modules["torch"], seed, deterministic, info)
+
+
+def _apply_torch(torch: Any, seed: int, deterministic: bool, info: dict[str, Any]) -> None:
+    info.setdefault("seeded", [])
+    info.setdefault("env_set", {})
+    info.setdefault("warnings", [])
     torch.manual_seed(seed)  # also seeds every CUDA device, lazily, without starting CUDA
     info["seeded"].append("torch")
     if torch.cuda.is_available():
@@ -57,7 +67,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> dict[str, Any]
     """Seed Python's ``random``, numpy's global RNG and torch (CPU and CUDA), and record it.
 
     Sets ``PYTHONHASHSEED`` for child processes (this interpreter's hashing is fixed at start).
-    torch is seeded when it is installed (imported if needed). With ``deterministic=True`` it
+    torch is seeded now if it is imported, else the moment it is imported (never imported just
+    to be seeded). With ``deterministic=True`` it
     also sets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (unless already set),
     ``torch.use_deterministic_algorithms(True)``, ``cudnn.deterministic = True`` and
     ``cudnn.benchmark = False``. What it did is recorded in the active run's ``seeds`` section
