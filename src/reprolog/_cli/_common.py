@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from reprolog._store import Store
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 EXIT_OK = 0
 EXIT_DIFFER = 1
@@ -132,3 +135,26 @@ def print_frame(frame: pd.DataFrame, fmt: str, *, title: str | None = None) -> N
     for row in frame.itertuples(index=False):
         table.add_row(*(fmt_value(v, 60) for v in row))
     console().print(table)
+
+
+def tolerance_options(command: _F) -> _F:
+    """Add --rtol, --atol and --exact, the metric tolerances of `diff` and `reproduce`."""
+    from reprolog._diff import DEFAULT_ATOL, DEFAULT_RTOL
+
+    for option in reversed(
+        [
+            click.option(
+                "--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL, show_default=True,
+                help="Relative tolerance for metric values.",
+            ),
+            click.option(
+                "--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL, show_default=True,
+                help="Absolute tolerance for metric values.",
+            ),
+            click.option(
+                "--exact", is_flag=True, help="Metrics must match bit for bit (rtol = atol = 0)."
+            ),
+        ]
+    ):  # fmt: skip
+        command = option(command)
+    return command

@@ -6,22 +6,21 @@ import json
 
 import click
 
-from reprolog._cli._common import EXIT_CODES_HELP, EXIT_DIFFER, EXIT_OK, console, store_from
-from reprolog._diff import DEFAULT_ATOL, DEFAULT_RTOL, diff
+from reprolog._cli._common import (
+    EXIT_CODES_HELP,
+    EXIT_DIFFER,
+    EXIT_OK,
+    console,
+    store_from,
+    tolerance_options,
+)
+from reprolog._diff import diff
 
 
 @click.command("diff", epilog=EXIT_CODES_HELP)
 @click.argument("a")
 @click.argument("b")
-@click.option(
-    "--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL, show_default=True,
-    help="Relative tolerance for metric values.",
-)  # fmt: skip
-@click.option(
-    "--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL, show_default=True,
-    help="Absolute tolerance for metric values.",
-)  # fmt: skip
-@click.option("--exact", is_flag=True, help="Metrics must match bit for bit (rtol = atol = 0).")
+@tolerance_options
 @click.option("--all", "show_all", is_flag=True, help="Show every difference, not the top 30.")
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
 @click.pass_context

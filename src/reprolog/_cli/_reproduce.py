@@ -8,8 +8,7 @@ import shlex
 
 import click
 
-from reprolog._cli._common import EXIT_DIFFER, EXIT_OK, console, store_from
-from reprolog._diff import DEFAULT_ATOL, DEFAULT_RTOL
+from reprolog._cli._common import EXIT_DIFFER, EXIT_OK, console, store_from, tolerance_options
 
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
@@ -24,15 +23,7 @@ _STYLE = {"identical": "green", "within tolerance": "yellow", "diverged": "red",
 
 @click.command("reproduce", epilog=EXIT_CODES_HELP)
 @click.argument("run")
-@click.option("--exact", is_flag=True, help="Metrics must match bit for bit (rtol = atol = 0).")
-@click.option(
-    "--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL, show_default=True,
-    help="Relative tolerance for metric values.",
-)  # fmt: skip
-@click.option(
-    "--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL, show_default=True,
-    help="Absolute tolerance for metric values.",
-)  # fmt: skip
+@tolerance_options
 @click.option("--dry-run", is_flag=True, help="Check the record and print the plan; run nothing.")
 @click.option("--keep", is_flag=True, help="Keep the git work tree the run was re-run in.")
 @click.option(
