@@ -51,11 +51,12 @@ def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], 
     """
     import pandas as pd
 
-    runs = store.runs()
+    summaries = store._summaries()  # read once: both `runs` and `params` come from them
+    runs = store._runs_frame(summaries)
     con.register("runs", runs)
     params_rows: list[tuple[str, str, str, float | None]] = []
     artifact_rows: list[dict[str, Any]] = []
-    for summary in store._summaries() if "params" in used else []:
+    for summary in summaries if "params" in used else []:
         run_id = summary["id"]
         for key, value in (summary.get("params") or {}).items():
             num = (

@@ -157,12 +157,17 @@ class Store:
         """One row per run: id, name, experiment, status, start, end, duration, tags.*,
         params.*, and metrics.<key>.last / .min / .max, newest first.
         """
-        import pandas as pd
-
         rows = self._summaries()
         if experiment is not None:
             rows = [r for r in rows if r.get("experiment") == experiment]
-        rows.sort(key=lambda r: r["id"], reverse=True)
+        return self._runs_frame(rows)
+
+    @staticmethod
+    def _runs_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+        """The `runs()` table built from summary rows (newest first)."""
+        import pandas as pd
+
+        rows = sorted(summaries, key=lambda r: r["id"], reverse=True)
         base = pd.DataFrame(
             {
                 "id": [r["id"] for r in rows],
