@@ -40,6 +40,17 @@ def metrics_schema(*, with_rank: bool = False) -> pa.Schema:
     return pa.schema(fields, metadata={"reprolog.format_version": METRICS_FORMAT_VERSION})
 
 
+def _name_positions(names: list[str]) -> Any:
+    """For each name (by index), its position in alphabetical order: sorts keys by name."""
+    import numpy as np
+
+    position = np.empty(len(names), dtype=np.int32)
+    position[sorted(range(len(names)), key=names.__getitem__)] = np.arange(
+        len(names), dtype=np.int32
+    )
+    return position
+
+
 def combine_ranks(tables: list[pa.Table]) -> pa.Table:
     """Merge per-rank tables (each with a `rank` column) sorted by (key, step, rank)."""
     import numpy as np
@@ -49,10 +60,9 @@ def combine_ranks(tables: list[pa.Table]) -> pa.Table:
     key = table.column("key").chunk(0) if table.num_rows else None
     if key is None:
         return table
-    names = key.dictionary.to_pylist()
-    rank_of_name = np.empty(len(names), dtype=np.int64)
-    rank_of_name[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-    key_rank = rank_of_name[key.indices.to_numpy(zero_copy_only=False)]
+    key_rank = _name_positions(key.dictionary.to_pylist())[
+        key.indices.to_numpy(zero_copy_only=False)
+    ]
     order = np.lexsort((table.column("rank").to_numpy(), table.column("step").to_numpy(), key_rank))
     return table.take(pa.array(order))
 
@@ -68,9 +78,8 @@ def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Ta
     n = len(log.value)
     names = log.keys
     # Sort keys by name, then points by (key rank, step); lexsort is stable for equal steps.
-    order_of_names = sorted(range(len(names)), key=names.__getitem__)
-    position = np.empty(len(names), dtype=np.int32)
-    position[order_of_names] = np.arange(len(names), dtype=np.int32)
+    position = _name_positions(names)
+    order_of_names = np.argsort(position)  # key ids in name order
     key_rank = position[log.key_id.astype(np.int64)] if n else np.zeros(0, np.int32)
     order = np.lexsort((log.step, key_rank))
     sorted_names = pa.array([names[i] for i in order_of_names], type=pa.string())
