@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reprolog import ArgumentError, Run, Store
-from reprolog._artifacts import describe_artifact, sha256_file
+from reprolog._artifacts import _copy_and_hash, describe_artifact, sha256_file
 
 MakeRun = Callable[..., Run]
 
@@ -149,7 +149,7 @@ def test_sha256_file_matches_hashlib_and_caches(tmp_path: Path) -> None:
     path.write_bytes(data)
     assert sha256_file(path) == sha(data)
     copy = tmp_path / "copy"
-    assert sha256_file(path, copy_to=copy) == sha(data)
+    assert _copy_and_hash(path, copy) == sha(data)
     assert copy.read_bytes() == data
 
 

@@ -11,36 +11,25 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from reprolog._hashing import sha256_fileobj
-
 _CHUNK = 1 << 20
-# (path, size, mtime_ns) -> sha256: an unchanged file is never hashed twice in one process.
-_hash_cache: dict[tuple[str, int, int], str] = {}
-_cache_lock = threading.Lock()
 
 
-def sha256_file(path: Path, copy_to: Path | None = None) -> str:
-    """Hash a file by streaming it; when `copy_to` is given, write the bytes there as well."""
-    st = path.stat()
-    cache_key = (str(path), st.st_size, st.st_mtime_ns)
-    if copy_to is None:
-        with _cache_lock:
-            cached = _hash_cache.get(cache_key)
-        if cached is not None:
-            return cached
+def sha256_file(path: Path) -> str:
+    """Hash a file, through the capture's file-hash cache (path, size, mtime, inode): an
+    unchanged checkpoint or data file is never hashed twice."""
+    from reprolog._capture.filecache import file_sha256
+
+    return file_sha256(path)[0]
+
+
+def _copy_and_hash(path: Path, copy_to: Path) -> str:
+    """Stream `path` into `copy_to`, hashing the bytes on the way."""
     digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        if copy_to is None:
-            digest = sha256_fileobj(src)
-        else:
-            with open(copy_to, "wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-    result = digest.hexdigest()
-    with _cache_lock:
-        _hash_cache[cache_key] = result
-    return result
+    with open(path, "rb") as src, open(copy_to, "wb") as dst:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()
 
 
 def _store_blob(path: Path, blobs_root: Path) -> tuple[str, str]:
@@ -49,7 +38,7 @@ def _store_blob(path: Path, blobs_root: Path) -> tuple[str, str]:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"{os.getpid()}-{threading.get_ident()}-{path.name}"
     try:
-        sha = sha256_file(path, copy_to=tmp)
+        sha = _copy_and_hash(path, tmp)
         final = blobs_root / "sha256" / sha[:2] / sha
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():  # deduplicated: identical content is stored once
