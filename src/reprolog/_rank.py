@@ -19,7 +19,7 @@ from typing import Any
 
 from reprolog._errors import ArgumentError, RunStateError
 from reprolog._flusher import Flusher
-from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._layout import RunLayout
 from reprolog._record import read_json
 from reprolog._recover import lock_free, lock_is_free
 from reprolog._writer import MetricWriter
@@ -66,10 +66,10 @@ class RankWriter:
             )
         from reprolog._store import Store
 
-        store = Store(resolve_store_dir(dir, must_exist=True))
+        store = Store(dir)
         self.run_id = store.resolve(run)
         self.rank = rank
-        layout = RunLayout(StoreLayout(store.dir).run_dir(self.run_id))
+        layout = RunLayout(store.layout.run_dir(self.run_id))
         record = read_json(layout.record)
         if record.get("status") != "running" or lock_is_free(layout):
             raise RunStateError(
