@@ -6,11 +6,12 @@ import json
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from reprolog._errors import ReprologError
+from reprolog._errors import ReprologError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,10 +54,30 @@ def store_from(ctx: click.Context) -> Store:
 
     obj = ctx.find_root().obj or {}
     if "store" not in obj:
-        obj["store"] = Store(obj.get("dir"))
+        try:
+            obj["store"] = Store(obj.get("dir"))
+        except StoreError as exc:
+            raise CliError(_no_store_message(obj.get("dir"), exc)) from None
         ctx.find_root().obj = obj
     store: Store = obj["store"]
     return store
+
+
+def _no_store_message(option: str | None, exc: StoreError) -> str:
+    """Say where the command looked for a store, in its own terms (--dir, $REPROLOG_DIR)."""
+    from reprolog._layout import ENV_DIR, STORE_DIRNAME
+
+    path = exc.path or option
+    if path is not None and Path(path, "runs").is_dir():
+        return str(exc)  # a store is there: the library's message says what is wrong with it
+    if option is not None:
+        return f"no reprolog store found at {path} (named by --dir); a run creates one"
+    if os.environ.get(ENV_DIR):
+        return f"no reprolog store found at {path} (named by ${ENV_DIR}); a run creates one"
+    return (
+        f"no reprolog store found: no {STORE_DIRNAME} in {os.getcwd()} or any folder above it; "
+        f"name one with --dir or ${ENV_DIR}"
+    )
 
 
 def console() -> Console:
