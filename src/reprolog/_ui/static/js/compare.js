@@ -131,7 +131,7 @@ function diffSection(diff) {
   const verdicts = diff.verdicts || [];
   if (verdicts.length) {
     parts.push(
-      el("h3", null, "Metrics"),
+      el("h3", null, "Per-metric verdict"),
       el(
         "div",
         { class: "scroll-box" },

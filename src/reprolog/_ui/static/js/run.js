@@ -75,7 +75,11 @@ function renderHeader(detail) {
   const facts = [
     run.experiment ? `experiment ${run.experiment}` : null,
     run.start ? `started ${fmtTime(run.start)}` : null,
-    typeof run.duration === "number" ? `${run.live ? "running for" : "took"} ${fmtDuration(run.duration)}` : null,
+    run.live && typeof run.start === "number"
+      ? `running for ${fmtDuration(Math.max(0, Date.now() / 1000 - run.start))}`
+      : typeof run.duration === "number"
+        ? `took ${fmtDuration(run.duration)}`
+        : null,
     run.host ? `on ${run.host}${run.pid ? ` (pid ${run.pid})` : ""}` : null,
   ].filter(Boolean);
   const parts = [title, el("div", { class: "sub" }, facts.join(" · "))];
@@ -129,7 +133,7 @@ function card(title, body) {
 }
 
 function commandCard(command) {
-  if (!command) return el("span", { class: "muted" }, "not recorded");
+  if (isEmpty(command)) return el("span", { class: "muted" }, "not recorded");
   const argv = Array.isArray(command.argv) ? command.argv.join(" ") : "";
   return kv([
     ["argv", argv ? el("code", null, argv) : null],
@@ -140,8 +144,12 @@ function commandCard(command) {
   ]);
 }
 
+function isEmpty(obj) {
+  return !obj || (typeof obj === "object" && Object.keys(obj).length === 0);
+}
+
 function codeCard(code, patchUrl) {
-  if (!code) return el("span", { class: "muted" }, "not recorded");
+  if (isEmpty(code)) return el("span", { class: "muted" }, "not recorded");
   if (code.git === false) return el("span", { class: "muted" }, `no git: ${code.reason || "not a git repository"}`);
   const changed = code.changed ? Object.keys(code.changed).length : 0;
   const untracked = code.untracked ? Object.keys(code.untracked).length : 0;
@@ -212,8 +220,9 @@ function renderPatch(text) {
 }
 
 function envCard(h, env) {
-  if (!h && !env) return el("span", { class: "muted" }, "not recorded");
   h = h || {};
+  const known = Object.values(h).some((v) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length) && !isEmpty(v));
+  if (!known && isEmpty(env)) return el("span", { class: "muted" }, "not recorded");
   const gpus = Array.isArray(h.gpus) && h.gpus.length ? h.gpus.map((g) => g.name || JSON.stringify(g)).join(", ") : "none";
   const pairs = [
     ["python", h.python],
@@ -231,7 +240,7 @@ function envCard(h, env) {
 }
 
 function seedsCard(seeds) {
-  if (!seeds) return el("span", { class: "muted" }, "not recorded");
+  if (isEmpty(seeds)) return el("span", { class: "muted" }, "not recorded");
   const se = seeds.seed_everything;
   const env = seeds.env || {};
   return kv([
@@ -246,7 +255,7 @@ function seedsCard(seeds) {
 }
 
 function determinismCard(det) {
-  if (!det) return el("span", { class: "muted" }, "not recorded");
+  if (isEmpty(det)) return el("span", { class: "muted" }, "not recorded");
   const risks = Array.isArray(det.risks) ? det.risks : [];
   const list = risks.length
     ? el("ul", { class: "plain" }, ...risks.map((r) => el("li", null, el("span", { class: "pill warn" }, r.id), r.detail || "")))
@@ -342,7 +351,7 @@ function seriesLoader(key) {
     const series = payload.series.filter((s) => s.key === key);
     const lines = series.map((s) => ({ id: `${s.run}:${s.key}`, label: key, color: colour(0), x: s.x, y: s.last, lo: s.min, hi: s.max }));
     const s = series[0];
-    const note = s ? `${fmtCount(s.points)} points${s.downsampled ? `, ${fmtCount(s.x.length)} buckets` : ""}` : "";
+    const note = s ? `${fmtCount(s.points)} point${s.points === 1 ? "" : "s"}${s.downsampled ? `, ${fmtCount(s.x.length)} buckets` : ""}` : "";
     return { lines, note };
   };
 }
@@ -355,11 +364,16 @@ function syncCharts(detail) {
     return;
   }
   if (!charts.size) chartsBox.replaceChildren();
-  metrics.forEach((m) => {
-    if (charts.has(m.key)) return;
-    const chart = new Chart(chartsBox, { title: m.key, load: seriesLoader(m.key), sync: `run-${runId}`, ...view });
-    charts.set(m.key, chart);
-  });
+  let added = false;
+  for (const m of metrics) {
+    if (charts.has(m.key)) continue;
+    charts.set(m.key, new Chart(chartsBox, { title: m.key, load: seriesLoader(m.key), sync: `run-${runId}`, ...view }));
+    added = true;
+  }
+  if (added && charts.size > 1) {
+    // A key that appeared while the run was live goes to its place (keys are sorted).
+    for (const m of metrics) if (charts.has(m.key)) chartsBox.append(charts.get(m.key).card);
+  }
 }
 
 function artifactsSection(detail) {

@@ -145,7 +145,7 @@ function render(payload) {
     return;
   }
   tableHost.classList.remove("hidden");
-  const ms = typeof payload.elapsed_ms === "number" ? ` · ${Math.round(payload.elapsed_ms)} ms` : "";
+  const ms = typeof payload.elapsed_ms === "number" ? ` · query ${Math.round(payload.elapsed_ms)} ms` : "";
   counts.textContent = state.where
     ? `${fmtCount(payload.count)} of ${fmtCount(payload.total)} runs match${ms}`
     : `${fmtCount(payload.total)} runs${ms}`;
