@@ -90,6 +90,16 @@ function differs(a, b) {
   return false;
 }
 
+/** Log axes: grid and labels on powers of ten only (when at least two are in range). */
+function decadesOnly(u, splits) {
+  const isDecade = (v) => v > 0 && Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9;
+  const kept = splits.map((v) => (isDecade(v) ? v : null));
+  return kept.filter((v) => v !== null).length >= 2 ? kept : splits;
+}
+
+// Charts that share a cursor sync key also zoom together (uPlot syncs the drag selection).
+const groups = new Map();
+
 /** Format an x value for the legend. */
 function fmtX(x, kind) {
   if (x === null || x === undefined) return "";
@@ -138,6 +148,15 @@ export class Chart {
       }
     });
     this.resizeObserver.observe(this.plotBox);
+    if (opts.sync) {
+      if (!groups.has(opts.sync)) groups.set(opts.sync, new Set());
+      groups.get(opts.sync).add(this);
+    }
+  }
+
+  /** This chart and those zooming with it. */
+  peers() {
+    return this.opts.sync ? [...groups.get(this.opts.sync)] : [this];
   }
 
   width() {
@@ -183,6 +202,7 @@ export class Chart {
   }
 
   destroy() {
+    if (this.opts.sync) groups.get(this.opts.sync)?.delete(this);
     this.resizeObserver.disconnect();
     if (this.plot) this.plot.destroy();
     this.card.remove();
@@ -260,9 +280,11 @@ export class Chart {
     this.plotBox.replaceChildren();
     this.plot = new uPlot(opts, data, this.plotBox);
     this.plot.over.addEventListener("dblclick", () => {
-      if (this.range) {
-        this.range = null;
-        this.reload();
+      for (const chart of this.peers()) {
+        if (chart.range) {
+          chart.range = null;
+          chart.reload();
+        }
       }
     });
     this.renderLegend(null);
@@ -297,8 +319,10 @@ export class Chart {
         { stroke: "#656d76", grid: { stroke: "#eaeef2" }, ticks: { stroke: "#d8dee4" } },
         {
           stroke: "#656d76",
-          grid: { stroke: "#eaeef2" },
-          ticks: { stroke: "#d8dee4" },
+          grid: { stroke: "#eaeef2", filter: log ? decadesOnly : undefined },
+          ticks: { stroke: "#d8dee4", filter: log ? decadesOnly : undefined },
+          filter: log ? decadesOnly : undefined,
+          values: log ? (u, splits) => splits.map((v) => (v === null ? "" : fmtNum(v))) : undefined,
           size: (u, values) => {
             if (!values) return 50;
             const longest = values.reduce((m, v) => Math.max(m, String(v).length), 0);
