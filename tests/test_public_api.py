@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,30 +79,32 @@ HEAVY = [
 ]
 
 _PROBE = """
-import json, sys, time
-start = time.perf_counter()
+import json, sys
 import reprolog
-seconds = time.perf_counter() - start
 heavy = {heavy!r}
 after_import = [m for m in heavy if m in sys.modules]
 run = reprolog.init(dir="store", capture=True)
 run.log({{"loss": 0.5}}, step=0)
 run.finish()
 after_run = [m for m in heavy if m in sys.modules]
-print(json.dumps({{"seconds": seconds, "after_import": after_import, "after_run": after_run}}))
+print(json.dumps({{"after_import": after_import, "after_run": after_run, "status": run.status,
+                  "sections": sorted(reprolog.Store("store").run(run.id).sections)}}))
 """
 
 
 def test_import_is_light_and_imports_no_framework(
     tmp_path: Path, run_script: Callable[..., Any]
 ) -> None:
-    results = []
-    for _ in range(3):
-        proc = run_script(_PROBE.format(heavy=HEAVY), cwd=tmp_path, check=True)
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    assert results[0]["after_import"] == []  # not even numpy, pandas or pyarrow
+    # How fast the import is lives in bench/bench_core.py ("import reprolog", target 0.3 s).
+    proc = run_script(_PROBE.format(heavy=HEAVY), cwd=tmp_path, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["after_import"] == []  # not even numpy, pandas or pyarrow
+    # The probe sees imports: finishing the run compacts its metrics with pyarrow.
+    assert "pyarrow" in result["after_run"]
     # A whole run, capture included, still imports no ML framework.
-    assert not set(results[0]["after_run"]) & {
+    assert result["status"] == "completed"
+    assert {"environment", "code", "command", "seeds", "determinism"} <= set(result["sections"])
+    assert not set(result["after_run"]) & {
         "torch",
         "tensorflow",
         "keras",
@@ -113,17 +114,25 @@ def test_import_is_light_and_imports_no_framework(
         "transformers",
         "sklearn",
     }
-    best = min(r["seconds"] for r in results)
-    print(f"import reprolog: {best * 1000:.0f} ms (best of 3)")
-    assert best < 0.3
 
 
-def test_version() -> None:
-    assert reprolog.__version__ == "0.1.0"
-    assert sys.modules["reprolog"] is reprolog
+def test_version_is_the_distributions() -> None:
+    import importlib.metadata
+    import re
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    found = re.search(r'^version = "([^"]+)"$', pyproject.read_text(encoding="utf-8"), re.M)
+    assert found, "no version in pyproject.toml"
+    declared = found.group(1)
+    assert reprolog.__version__ == declared
+    assert importlib.metadata.version("reprolog") == declared
 
 
 @pytest.mark.parametrize("name", ["init", "Store", "Run", "active_run"])
 def test_public_objects_are_documented(name: str) -> None:
     doc = getattr(reprolog, name).__doc__
-    assert doc and len(doc.strip()) > 20
+    assert doc, name
+    summary = doc.strip().splitlines()[0]
+    assert summary.endswith(".") and len(summary.split()) >= 5, summary  # a one-line summary
+    if name in ("init", "Store"):  # the two entry points every user calls
+        assert "Args:" in doc and "Raises:" in doc and "Example" in doc, name

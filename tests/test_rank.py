@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,17 @@ with reprolog.attach({run_id!r}, rank={rank}, dir={store!r}) as writer:
         writer.log({{"loss": {rank} + step / 100}}, step=step, epoch=step // 10)
     print("logged", flush=True)
     time.sleep({delay})
+"""
+
+LATE_SCRIPT = """
+import time, reprolog
+with reprolog.attach({run_id!r}, rank=1, dir={store!r}) as writer:
+    for step in range(50):
+        writer.log({{"loss": step / 100}}, step=step)
+    print("logged", flush=True)
+    time.sleep(0.5)
+    for step in range(50, 100):
+        writer.log({{"loss": step / 100}}, step=step)
 """
 
 
@@ -69,14 +79,17 @@ def test_finish_waits_for_an_open_rank_writer(
     make_run: Callable[..., reprolog.Run], store_dir: Path, tmp_path: Path, start_script: Any
 ) -> None:
     run = make_run()
-    proc = _rank_process(start_script, run, 1, 0.5, tmp_path)
-    assert proc.stdout.readline().strip() == "logged"  # its points are in; its lock is held
-    start = time.monotonic()
+    # The writer logs 50 points, says so, and logs 50 more half a second later: only a
+    # finish() that waits for it to close keeps the late ones.
+    late = LATE_SCRIPT.format(run_id=run.id, store=str(run.store_dir))
+    proc = start_script(late, cwd=tmp_path)
+    assert proc.stdout.readline().strip() == "logged"  # its lock is held
     run.finish()
-    assert time.monotonic() - start >= 0.2  # it waited for the writer to close
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
     points = reprolog.Store(store_dir).metrics(runs=[run.id])
-    assert (points["rank"] == 1).sum() == 50
+    assert sorted(points.loc[points["rank"] == 1, "step"]) == list(range(100))
+    assert run.status == "completed"
 
 
 def test_a_crashed_run_is_recovered_with_its_ranks(
