@@ -250,7 +250,7 @@ export class Chart {
         label: line.label,
         stroke: line.color,
         width,
-        dash: line.dash,
+        ...(line.dash ? { dash: line.dash } : {}),
         spanGaps: true,
         role: "line",
         line,
@@ -317,21 +317,10 @@ export class Chart {
       },
       axes: [
         { stroke: "#656d76", grid: { stroke: "#eaeef2" }, ticks: { stroke: "#d8dee4" } },
-        {
-          stroke: "#656d76",
-          grid: { stroke: "#eaeef2", filter: log ? decadesOnly : undefined },
-          ticks: { stroke: "#d8dee4", filter: log ? decadesOnly : undefined },
-          filter: log ? decadesOnly : undefined,
-          values: log ? (u, splits) => splits.map((v) => (v === null ? "" : fmtNum(v))) : undefined,
-          size: (u, values) => {
-            if (!values) return 50;
-            const longest = values.reduce((m, v) => Math.max(m, String(v).length), 0);
-            return Math.max(40, 14 + longest * 7);
-          },
-        },
+        this.yAxis(log),
       ],
       cursor: {
-        sync: this.opts.sync ? { key: this.opts.sync, setSeries: false } : undefined,
+        ...(this.opts.sync ? { sync: { key: this.opts.sync, setSeries: false } } : {}),
         drag: { x: true, y: false, setScale: false },
         points: {
           show: (u, si) => {
@@ -385,6 +374,27 @@ export class Chart {
         ],
       },
     };
+  }
+
+  yAxis(log) {
+    const axis = {
+      stroke: "#656d76",
+      grid: { stroke: "#eaeef2" },
+      ticks: { stroke: "#d8dee4" },
+      size: (u, values) => {
+        if (!values) return 50;
+        const longest = values.reduce((m, v) => Math.max(m, String(v).length), 0);
+        return Math.max(40, 14 + longest * 7);
+      },
+    };
+    if (log) {
+      // uPlot merges options over its defaults: only set these keys when they have a value.
+      axis.grid.filter = decadesOnly;
+      axis.ticks.filter = decadesOnly;
+      axis.filter = decadesOnly;
+      axis.values = (u, splits) => splits.map((v) => (v === null ? "" : fmtNum(v)));
+    }
+    return axis;
   }
 
   /** The legend below the plot: each line's value at the cursor (or its last value). */

@@ -41,7 +41,8 @@ function render(detail) {
   header = el("div");
   main.append(header);
   renderHeader(detail);
-  main.append(overview(detail));
+  const patchHolder = el("div", { class: "section hidden", id: "patch" });
+  main.append(overview(detail, patchHolder), patchHolder);
   main.append(paramsSection(detail));
   chartsBox = el("div", { class: "charts" });
   metricsNote = el("span", { class: "muted" });
@@ -114,11 +115,11 @@ function mono(text, title) {
   return el("span", { class: "mono", title: title ?? text }, text);
 }
 
-function overview(detail) {
+function overview(detail, patchHolder) {
   const s = detail.sections || {};
   const grid = el("div", { class: "grid2 section" });
   grid.append(card("Command", commandCard(s.command)));
-  grid.append(card("Code", codeCard(s.code, detail.patch_url)));
+  grid.append(card("Code", codeCard(s.code, detail.patch_url, patchHolder)));
   grid.append(card("Environment", envCard(detail.highlights, s.environment)));
   grid.append(card("Seeds", seedsCard(s.seeds)));
   grid.append(card("Determinism", determinismCard(s.determinism)));
@@ -148,7 +149,7 @@ function isEmpty(obj) {
   return !obj || (typeof obj === "object" && Object.keys(obj).length === 0);
 }
 
-function codeCard(code, patchUrl) {
+function codeCard(code, patchUrl, patchHolder) {
   if (isEmpty(code)) return el("span", { class: "muted" }, "not recorded");
   if (code.git === false) return el("span", { class: "muted" }, `no git: ${code.reason || "not a git repository"}`);
   const changed = code.changed ? Object.keys(code.changed).length : 0;
@@ -167,13 +168,15 @@ function codeCard(code, patchUrl) {
       ["diff", code.diff_bytes ? `${fmtBytes(code.diff_bytes)}${code.diff_truncated ? " (truncated to 1 MiB in the record)" : ""}` : null],
     ]),
   );
-  if (patchUrl) body.append(patchViewer(patchUrl));
+  if (patchUrl) body.append(patchButton(patchUrl, patchHolder));
   return body;
 }
 
-/** A button that fetches the patch once, then shows it with coloured +/- lines and file headers. */
-function patchViewer(url) {
-  const holder = el("div");
+/**
+ * A button that fetches the patch once, then shows it (full width, in `holder`) with coloured
+ * +/- lines and file headers.
+ */
+function patchButton(url, holder) {
   const button = el("button", { type: "button" }, "Show patch");
   let loaded = false;
   button.addEventListener("click", async () => {
@@ -186,17 +189,20 @@ function patchViewer(url) {
     button.textContent = "Loading…";
     try {
       const text = await fetchText(url);
-      holder.replaceChildren(renderPatch(text));
+      holder.replaceChildren(el("h2", null, "Patch ", el("span", { class: "muted" }, "tracked changes and untracked files, as reprolog export --patch writes it")), renderPatch(text));
+      holder.classList.remove("hidden");
+      holder.scrollIntoView({ block: "nearest" });
       loaded = true;
       button.textContent = "Hide patch";
     } catch (err) {
       holder.replaceChildren(errorBox(err.message));
+      holder.classList.remove("hidden");
       button.textContent = "Show patch";
     } finally {
       button.disabled = false;
     }
   });
-  return el("div", null, el("div", { class: "section" }, button), holder);
+  return el("div", { class: "section" }, button);
 }
 
 function renderPatch(text) {
