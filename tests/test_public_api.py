@@ -25,6 +25,7 @@ PUBLIC = [
     "ReprologError",
     "Run",
     "RunNotFoundError",
+    "RunOwner",
     "RunRecord",
     "RunStateError",
     "StepError",
@@ -40,6 +41,7 @@ PUBLIC = [
     "init",
     "reproduce",
     "seed_everything",
+    "when_imported",
 ]
 
 

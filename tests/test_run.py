@@ -516,6 +516,31 @@ def test_uncaught_exception_in_a_script_marks_failed(
     assert rec.metrics()["value"].tolist() == [1.0, 0.5]
 
 
+@pytest.mark.parametrize(
+    ("ending", "returncode", "status"),
+    [
+        ("sys.exit(1)", 1, "failed"),  # noted by the core's sys.exit
+        ("sys.exit(0)", 0, "completed"),
+        ("os._exit(3)", 3, "crashed"),  # no atexit: the next reader finds the process gone
+    ],
+)
+def test_exit_without_with_is_never_a_false_completed(
+    tmp_path: Path,
+    store_dir: Path,
+    run_script: Callable[..., Any],
+    ending: str,
+    returncode: int,
+    status: str,
+) -> None:
+    proc = run_script(_SCRIPT_HEAD + ending + "\n", cwd=tmp_path, STORE=str(store_dir))
+    assert proc.returncode == returncode, proc.stderr
+    rec = _child_run(store_dir)
+    assert rec.status == status
+    if status == "failed":
+        assert rec.error is not None
+        assert (rec.error["type"], rec.error["message"]) == ("SystemExit", "1")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_marks_interrupted(
     tmp_path: Path, store_dir: Path, start_script: Callable[..., Any], sig: signal.Signals
@@ -533,9 +558,11 @@ def test_signal_marks_interrupted(
     assert proc.returncode == (-signal.SIGTERM if sig == signal.SIGTERM else 1)
     rec = _child_run(store_dir)
     assert rec.status == "interrupted"
-    assert rec.error is not None and rec.error["type"] == "KeyboardInterrupt"
-    if sig == signal.SIGTERM:
-        assert rec.error["message"] == "signal SIGTERM"
+    assert rec.error is not None
+    if sig == signal.SIGTERM:  # the one record of a termination signal (see _lifecycle.Signal)
+        assert (rec.error["type"], rec.error["message"]) == ("Signal", "SIGTERM")
+    else:
+        assert rec.error["type"] == "KeyboardInterrupt"
     assert rec.metrics()["value"].tolist() == [1.0, 0.5]
 
 

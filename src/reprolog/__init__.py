@@ -19,7 +19,9 @@ from reprolog._errors import (
     StoreError,
 )
 from reprolog._fingerprint import fingerprint
+from reprolog._importhook import when_imported
 from reprolog._lifecycle import active_run
+from reprolog._owner import RunOwner
 from reprolog._plugins import autolog, autolog_enabled
 from reprolog._rank import RankWriter, attach
 from reprolog._record import RunRecord
@@ -44,6 +46,7 @@ __all__ = [
     "ReprologError",
     "Run",
     "RunNotFoundError",
+    "RunOwner",
     "RunRecord",
     "RunStateError",
     "StepError",
@@ -59,4 +62,5 @@ __all__ = [
     "init",
     "reproduce",
     "seed_everything",
+    "when_imported",
 ]

@@ -1,7 +1,7 @@
 """Process-wide run lifecycle: the registry of live runs and the hooks that end them truly.
 
-atexit, sys.excepthook, a SIGTERM handler and a fork hook are installed once, at the first
-run, so that no run stays "running" after its process is gone.
+atexit, sys.excepthook, a SIGTERM handler, a `sys.exit` note and a fork hook are installed
+once, at the first run, so that no run stays "running" after its process is gone.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from reprolog._run import Run
@@ -43,10 +44,49 @@ def unregister(run: Run) -> None:
             _active.remove(run)
 
 
+class Signal(KeyboardInterrupt):
+    """A termination signal ended the run: recorded as error type "Signal", message its name.
+
+    A KeyboardInterrupt, so that every `except KeyboardInterrupt` and every status rule that
+    maps it to "interrupted" treat a SIGTERM the same way as Ctrl+C.
+    """
+
+
 _hooks_installed = False
 _previous_excepthook = sys.excepthook
 _previous_sigterm: Any = None
 _signal_received: str | None = None
+_signal_time: float | None = None
+# The code of the last `sys.exit(code)` called on the main thread (see _exit_noting).
+_exit_code: Any = None
+_original_exit = sys.exit
+
+
+def signal_since(start: float) -> str | None:
+    """Return the name of a termination signal this process received at or after `start`."""
+    if _signal_received is None or _signal_time is None or _signal_time < start:
+        return None
+    return _signal_received
+
+
+def outcome(error: BaseException | None, start: float) -> tuple[str, BaseException | None]:
+    """Return the true (status, error) of a run started at `start` that ends with `error`.
+
+    The one status rule of the core and of every integration: a termination signal received
+    since the run started → "interrupted" with `Signal(<name>)`, whatever exception it turned
+    into (Lightning raises its own `SIGTERMException`); KeyboardInterrupt, or `SystemExit`
+    with code 0 or None → "interrupted"; any other exception → "failed"; none → "completed".
+    """
+    name = signal_since(start)
+    if name is not None:
+        return "interrupted", Signal(name)
+    if error is None:
+        return "completed", None
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", error
+    if isinstance(error, SystemExit) and error.code in (0, None):
+        return "interrupted", error
+    return "failed", error
 
 
 def _finish_all(status: str, error: BaseException | None = None) -> None:
@@ -59,22 +99,36 @@ def _finish_all(status: str, error: BaseException | None = None) -> None:
             logger.exception("reprolog: could not finish run %s", run.id)
 
 
+def _end_all(error: BaseException) -> None:
+    """Finish every live run with the true outcome of `error` for that run."""
+    with _active_lock:
+        runs = list(reversed(_active))
+    for run in runs:
+        try:
+            status, cause = outcome(error, run.start_time)
+            run.finish(status, error=cause)
+        except Exception:
+            logger.exception("reprolog: could not finish run %s", run.id)
+
+
 def _excepthook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
-    _finish_all("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc)
+    _end_all(exc)
     _previous_excepthook(exc_type, exc, tb)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    global _signal_received
+    global _signal_received, _signal_time
     _signal_received = signal.Signals(signum).name
+    _signal_time = time.time()
     if signal.getsignal(signum) is not _on_sigterm:
         # Another handler (e.g. Lightning's) installed itself later and chained to us: it
         # owns the shutdown and will let its framework end gracefully. Ending our runs now
-        # would cut that short; atexit ends them as interrupted instead.
+        # would cut that short; whoever ends them (an integration, `with`, excepthook or
+        # atexit) asks `outcome`, which gives the same "interrupted" + Signal record.
         return
-    _finish_all("interrupted", KeyboardInterrupt(f"signal {_signal_received}"))
+    _finish_all("interrupted", Signal(_signal_received))
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
@@ -86,9 +140,21 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _at_exit() -> None:
     if _signal_received is not None:
-        _finish_all("interrupted", KeyboardInterrupt(f"signal {_signal_received}"))
+        _finish_all("interrupted", Signal(_signal_received))
+    elif _exit_code not in (0, None):
+        # Best evidence left: the last sys.exit(code) of the main thread. `raise SystemExit`,
+        # the `exit()` builtin and os._exit are not seen (see ARCHITECTURE, true status).
+        _finish_all("failed", SystemExit(_exit_code))
     else:
         _finish_all("completed")
+
+
+def _exit_noting(status: str | int | None = None, /) -> NoReturn:
+    """`sys.exit` that notes its code first: atexit cannot learn the exit status otherwise."""
+    global _exit_code
+    if threading.current_thread() is threading.main_thread():
+        _exit_code = status
+    _original_exit(status)
 
 
 def _after_fork_in_child() -> None:
@@ -101,13 +167,15 @@ def _after_fork_in_child() -> None:
 
 def _install_process_hooks() -> None:
     """Once per process: atexit, excepthook and SIGTERM end every live run with a true status."""
-    global _hooks_installed, _previous_excepthook, _previous_sigterm
+    global _hooks_installed, _previous_excepthook, _previous_sigterm, _original_exit
     if _hooks_installed:
         return
     _hooks_installed = True
     atexit.register(_at_exit)
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
+    _original_exit = sys.exit
+    sys.exit = _exit_noting
     os.register_at_fork(after_in_child=_after_fork_in_child)
     if threading.current_thread() is threading.main_thread():
         try:

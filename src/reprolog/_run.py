@@ -79,8 +79,12 @@ def _error_info(exc: BaseException) -> dict[str, Any]:
     from reprolog._redact import redact_text
 
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-12:])
+    if isinstance(exc, _lifecycle.Signal):
+        kind = "Signal"  # one record for a termination signal, whoever ended the run
+    else:
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
     return {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "type": kind,
         "message": redact_text(str(exc))[0],
         "traceback": redact_text(tb)[0],
     }
@@ -217,6 +221,11 @@ class Run(RunFactsMixin):
         return str(self._record["status"])
 
     @property
+    def start_time(self) -> float:
+        """When the run started (unix seconds)."""
+        return float(self._record["start_time"])
+
+    @property
     def params(self) -> dict[str, Any]:
         with self._record_lock:
             return dict(self._record["params"])
@@ -345,12 +354,10 @@ class Run(RunFactsMixin):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.finish("completed")
-        elif isinstance(exc, KeyboardInterrupt):
-            self.finish("interrupted", error=exc)
-        else:
-            self.finish("failed", error=exc)
+        # The same rule as every integration's: a SIGTERM that turned into a framework's own
+        # exception (Lightning's SIGTERMException) still ends the run "interrupted".
+        status, error = _lifecycle.outcome(exc, self.start_time)
+        self.finish(status, error=error)
 
     def _detach_after_fork(self) -> None:
         # The child shares the parent's mapping; it must never write, flush or finish it.
