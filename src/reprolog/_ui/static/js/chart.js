@@ -269,7 +269,7 @@ export class Chart {
     if (!lines.length || lines.every((l) => !l.x.length)) {
       if (this.plot) this.plot.destroy();
       this.plot = null;
-      this.plotBox.replaceChildren(el("div", { class: "placeholder" }, this.range ? "No points in this range (double-click to reset)" : "No points yet"));
+      this.plotBox.replaceChildren(el("div", { class: "placeholder" }, this.range ? "No points in this range (double-click to reset)" : this.opts.emptyText ?? "No points"));
       this.renderLegend(null);
       return;
     }
@@ -365,6 +365,8 @@ export class Chart {
             ctx.setLineDash([]);
             ctx.fillStyle = "#cf222e";
             ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+            ctx.textAlign = "left"; // uPlot leaves its axis labels' alignment on the context
+            ctx.textBaseline = "alphabetic";
             const text = marker.label ?? `step ${marker.x}`;
             const w = ctx.measureText(text).width;
             const tx = x + 4 * devicePixelRatio + w > u.bbox.left + u.bbox.width ? x - 4 * devicePixelRatio - w : x + 4 * devicePixelRatio;

@@ -234,7 +234,7 @@ function loader(key) {
         width: 2,
         bandAlpha: 0.2,
       }));
-      return { lines, note: `${groups.length} groups by ${view.groupBy}` };
+      return { lines, note: `${groups.length} group${groups.length === 1 ? "" : "s"} by ${view.groupBy}` };
     }
     const colours = runColours();
     const byId = new Map(cmp.runs.map((r) => [r.id, r]));

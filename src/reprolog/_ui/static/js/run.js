@@ -373,7 +373,7 @@ function syncCharts(detail) {
   let added = false;
   for (const m of metrics) {
     if (charts.has(m.key)) continue;
-    charts.set(m.key, new Chart(chartsBox, { title: m.key, load: seriesLoader(m.key), sync: `run-${runId}`, ...view }));
+    charts.set(m.key, new Chart(chartsBox, { title: m.key, load: seriesLoader(m.key), sync: `run-${runId}`, emptyText: "No points yet", ...view }));
     added = true;
   }
   if (added && charts.size > 1) {
