@@ -483,6 +483,24 @@ def test_html_in_records_renders_as_text(page: Any, ui_server: str, ui_ids: dict
     # Dialogs would be caught by the page watch.
 
 
+def test_a_run_with_200_keys_mounts_only_the_charts_in_view(
+    page: Any, serve: Any, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    with reprolog.init("many-keys", dir=store, capture=False) as run:
+        for step in range(3):
+            run.log({f"layer{k:03d}/grad_norm": k + step / 10 for k in range(200)}, step=step)
+    open_page(page, f"{serve(store)}/runs/{run.id}")
+    charts_drawn(page, 1)
+    assert page.locator(".chart-card").count() == 200
+    mounted = page.locator(".chart-card canvas").count()
+    assert 0 < mounted < 40
+    last = page.locator('.chart-card[data-key="layer199/grad_norm"]')
+    last.scroll_into_view_if_needed()
+    last.locator("canvas").wait_for()
+    assert page.locator(".chart-card canvas").count() < 200
+
+
 # ---------------------------------------------------------------------------- live run
 
 
