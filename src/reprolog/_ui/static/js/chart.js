@@ -97,6 +97,9 @@ function decadesOnly(u, splits) {
   return kept.filter((v) => v !== null).length >= 2 ? kept : splits;
 }
 
+const WHOLE_INCRS = [];
+for (let e = 0; e <= 12; e++) for (const m of [1, 2, 5]) WHOLE_INCRS.push(m * 10 ** e);
+
 // Charts that share a cursor sync key also zoom together (uPlot syncs the drag selection).
 const groups = new Map();
 
@@ -316,7 +319,12 @@ export class Chart {
         y: log ? { distr: 3 } : {},
       },
       axes: [
-        { stroke: "#656d76", grid: { stroke: "#eaeef2" }, ticks: { stroke: "#d8dee4" } },
+        {
+          stroke: "#656d76",
+          grid: { stroke: "#eaeef2" },
+          ticks: { stroke: "#d8dee4" },
+          ...(xKind === "step" ? { incrs: WHOLE_INCRS } : {}), // steps are integers: no 0.5 ticks
+        },
         this.yAxis(log),
       ],
       cursor: {

@@ -303,7 +303,7 @@ function chartsSection() {
     charts.push(new Chart(grid, { title: key, load: loader(key), sync: "compare", marker: markerFor(key), ...viewOpts() }));
   }
   const body = keys.length ? grid : el("div", { class: "notice" }, "These runs logged no metric.");
-  return el("section", { class: "section", id: "metrics" }, el("h2", null, "Metrics", el("span", { class: "muted" }, `${keys.length} keys`)), controls, body);
+  return el("section", { class: "section", id: "metrics" }, el("h2", null, "Metrics", el("span", { class: "muted" }, `${keys.length} key${keys.length === 1 ? "" : "s"}`)), controls, body);
 }
 
 function viewOpts() {

@@ -118,15 +118,26 @@ function mono(text, title) {
 function overview(detail, patchHolder) {
   const s = detail.sections || {};
   const grid = el("div", { class: "grid2 section" });
-  grid.append(card("Command", commandCard(s.command)));
-  grid.append(card("Code", codeCard(s.code, detail.patch_url, patchHolder)));
-  grid.append(card("Environment", envCard(detail.highlights, s.environment)));
-  grid.append(card("Seeds", seedsCard(s.seeds)));
-  grid.append(card("Determinism", determinismCard(s.determinism)));
-  grid.append(card("Data", dataCard(s.data)));
-  grid.append(card("Capture report", captureCard(detail.capture_report)));
+  const missing = [];
+  const add = (title, recorded, build) => {
+    if (recorded) grid.append(card(title, build()));
+    else missing.push(title.toLowerCase());
+  };
+  add("Command", !isEmpty(s.command), () => commandCard(s.command));
+  add("Code", !isEmpty(s.code), () => codeCard(s.code, detail.patch_url, patchHolder));
+  add("Environment", !isEmpty(s.environment) || hasHighlights(detail.highlights), () => envCard(detail.highlights, s.environment));
+  add("Seeds", !isEmpty(s.seeds), () => seedsCard(s.seeds));
+  add("Determinism", !isEmpty(s.determinism), () => determinismCard(s.determinism));
+  add("Data", !isEmpty(s.data), () => dataCard(s.data));
+  add("Capture report", true, () => captureCard(detail.capture_report));
   if (detail.tags && Object.keys(detail.tags).length) grid.append(card("Tags", kv(Object.entries(detail.tags).map(([k, v]) => [k, fmtValue(v)]))));
-  return grid;
+  if (!missing.length) return grid;
+  const note = el("p", { class: "muted" }, `Not recorded in this run: ${missing.join(", ")}${missing.length > 3 ? " (was it started with capture=False?)" : ""}.`);
+  return el("div", null, grid, note);
+}
+
+function hasHighlights(h) {
+  return Boolean(h) && Object.values(h).some((v) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length) && !isEmpty(v));
 }
 
 function card(title, body) {
@@ -227,8 +238,6 @@ function renderPatch(text) {
 
 function envCard(h, env) {
   h = h || {};
-  const known = Object.values(h).some((v) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length) && !isEmpty(v));
-  if (!known && isEmpty(env)) return el("span", { class: "muted" }, "not recorded");
   const gpus = Array.isArray(h.gpus) && h.gpus.length ? h.gpus.map((g) => g.name || JSON.stringify(g)).join(", ") : "none";
   const pairs = [
     ["python", h.python],
@@ -364,7 +373,7 @@ function seriesLoader(key) {
 
 function syncCharts(detail) {
   const metrics = detail.metrics || [];
-  metricsNote.textContent = metrics.length ? `${metrics.length} keys` : "";
+  metricsNote.textContent = metrics.length ? `${metrics.length} key${metrics.length === 1 ? "" : "s"}` : "";
   if (!metrics.length && !charts.size) {
     chartsBox.replaceChildren(el("div", { class: "notice" }, detail.run.live ? "No metric logged yet; this page refreshes by itself." : "No metric was logged in this run."));
     return;
@@ -426,9 +435,9 @@ function artifactRow(a) {
 const SHOWN = new Set(["environment", "code", "command", "seeds", "determinism", "data"]);
 
 function otherSections(detail) {
-  const extra = Object.entries(detail.sections || {}).filter(([name]) => !SHOWN.has(name));
+  const all = Object.entries(detail.sections || {}).filter(([, value]) => !isEmpty(value));
+  const extra = all.filter(([name]) => !SHOWN.has(name));
   const wrap = el("section", { class: "section", id: "sections" }, el("h2", null, "Recorded sections"));
-  const all = Object.entries(detail.sections || {});
   if (!all.length) return el("div");
   for (const [name, value] of [...extra, ...all.filter(([name]) => SHOWN.has(name))]) {
     wrap.append(el("details", { class: "card" }, el("summary", null, name), el("pre", { class: "traceback" }, JSON.stringify(value, null, 2))));
