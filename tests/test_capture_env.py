@@ -148,7 +148,8 @@ def test_capture_imports_no_framework_and_is_json(tmp_path: Path) -> None:
 
 @pytest.fixture
 def torch_flags() -> Any:
-    torch = pytest.importorskip("torch")
+    import torch
+
     saved = (
         torch.are_deterministic_algorithms_enabled(),
         torch.backends.cudnn.benchmark,

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 import reprolog
 from reprolog._diff import Category, MetricStatus, diff
-
-torch = pytest.importorskip("torch")
 
 STEPS = 12
 RTOL, ATOL = 1e-5, 1e-8

@@ -314,7 +314,8 @@ def test_bad_budget_is_refused() -> None:
 
 
 def test_hugging_face_dataset_uses_its_own_fingerprint() -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     a = datasets.Dataset.from_dict({"x": [1, 2, 3], "y": [0, 1, 0]})
     same = datasets.Dataset.from_dict({"x": [1, 2, 3], "y": [0, 1, 0]})
     changed = datasets.Dataset.from_dict({"x": [1, 2, 4], "y": [0, 1, 0]})
@@ -327,7 +328,7 @@ def test_hugging_face_dataset_uses_its_own_fingerprint() -> None:
 
 
 def test_tensor_dataset_and_subset_are_hashed_whole_at_array_speed() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     from torch.utils.data import Subset, TensorDataset
 
     x, y = torch.randn(50_000, 8), torch.randn(50_000, 1)

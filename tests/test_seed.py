@@ -98,11 +98,6 @@ def test_without_a_run_it_is_kept_for_the_next_one_once() -> None:
     assert take_pending_seeding() is None
 
 
-def _init_available() -> bool:
-    return hasattr(reprolog, "init")
-
-
-@pytest.mark.skipif(not _init_available(), reason="reprolog.init is not available yet")
 def test_recorded_on_the_next_run_started(tmp_path: Path) -> None:
     seed_everything(11)
     run = reprolog.init(dir=tmp_path / "store", capture=True)
@@ -112,7 +107,6 @@ def test_recorded_on_the_next_run_started(tmp_path: Path) -> None:
     assert not any(r["id"] == "unseeded" for r in record.sections["determinism"]["risks"])
 
 
-@pytest.mark.skipif(not _init_available(), reason="reprolog.init is not available yet")
 def test_recorded_on_the_active_run(tmp_path: Path) -> None:
     run = reprolog.init(dir=tmp_path / "store", capture=True)
     seed_everything(12, deterministic=True)

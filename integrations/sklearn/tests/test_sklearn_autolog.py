@@ -8,8 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import reprolog
 
 SCRIPT = textwrap.dedent(
@@ -66,9 +64,6 @@ def test_enable_records_top_level_fits_only(tmp_path):
     _assert_one_run_per_top_level_fit(_run(tmp_path, SCRIPT.format(enable=ENABLE)))
 
 
-@pytest.mark.skipif(
-    not hasattr(reprolog, "autolog_enabled"), reason="core plugin loader not available yet"
-)
 def test_reprolog_autolog_env_with_no_reprolog_code(tmp_path):
     _assert_one_run_per_top_level_fit(
         _run(tmp_path, SCRIPT.format(enable=""), REPROLOG_AUTOLOG="1")
