@@ -209,12 +209,21 @@ function shortLabel(column) {
 
 function tableColumns() {
   const byName = columnInfo();
-  const select = {
-    name: "__select",
-    width: 34,
-    sortable: false,
-    header: el("span", { class: "faint", title: "Select runs to compare" }, "✓"),
-  };
+  const listed = (state.payload.data.id ?? []).length;
+  const all = el("input", {
+    type: "checkbox",
+    "aria-label": "Select every listed run",
+    title: listed > MAX_COMPARE ? `Filter to ${MAX_COMPARE} runs or fewer to select them all` : "Select every listed run",
+    disabled: listed > MAX_COMPARE,
+  });
+  selectAll = all;
+  all.addEventListener("change", () => {
+    const ids = state.payload.data.id ?? [];
+    if (all.checked) for (const id of ids) state.selected.add(id);
+    else state.selected.clear();
+    updateSelection();
+  });
+  const select = { name: "__select", width: 34, sortable: false, header: all };
   const columns = [select];
   for (const name of visibleNames()) {
     const info = byName.get(name);
@@ -292,8 +301,15 @@ function applySort() {
   table.setRows(order);
 }
 
+let selectAll = null;
+
 function updateSelection() {
   const n = state.selected.size;
+  if (selectAll) {
+    const listed = (state.payload?.data.id ?? []).length;
+    selectAll.checked = listed > 0 && n === listed;
+    selectAll.indeterminate = n > 0 && n < listed;
+  }
   compareButton.textContent = `Compare (${n})`;
   compareButton.disabled = n < 2 || n > MAX_COMPARE;
   compareButton.title =
