@@ -57,8 +57,8 @@ _previous_excepthook = sys.excepthook
 _previous_sigterm: Any = None
 _signal_received: str | None = None
 _signal_time: float | None = None
-# The code of the last `sys.exit(code)` called on the main thread (see _exit_noting).
-_exit_code: Any = None
+# The last `sys.exit(code)` called on the main thread, as its SystemExit (see _exit_noting).
+_exit_error: SystemExit | None = None
 _original_exit = sys.exit
 
 
@@ -75,7 +75,9 @@ def outcome(error: BaseException | None, start: float) -> tuple[str, BaseExcepti
     The one status rule of the core and of every integration: a termination signal received
     since the run started → "interrupted" with `Signal(<name>)`, whatever exception it turned
     into (Lightning raises its own `SIGTERMException`); KeyboardInterrupt, or `SystemExit`
-    with code 0 or None → "interrupted"; any other exception → "failed"; none → "completed".
+    with code 0 or None or raised while handling a KeyboardInterrupt (Lightning's graceful
+    `sys.exit(1)` after Ctrl+C) → "interrupted"; any other exception → "failed"; none →
+    "completed".
     """
     name = signal_since(start)
     if name is not None:
@@ -84,9 +86,24 @@ def outcome(error: BaseException | None, start: float) -> tuple[str, BaseExcepti
         return "completed", None
     if isinstance(error, KeyboardInterrupt):
         return "interrupted", error
-    if isinstance(error, SystemExit) and error.code in (0, None):
-        return "interrupted", error
+    if isinstance(error, SystemExit):
+        ctrl_c = _ctrl_c_behind(error)
+        if ctrl_c is not None:
+            return "interrupted", ctrl_c  # the interrupt is the cause worth recording
+        if error.code in (0, None):
+            return "interrupted", error
     return "failed", error
+
+
+def _ctrl_c_behind(error: BaseException) -> KeyboardInterrupt | None:
+    seen: set[int] = set()
+    cause = error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
 
 
 def _finish_all(status: str, error: BaseException | None = None) -> None:
@@ -141,19 +158,21 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _at_exit() -> None:
     if _signal_received is not None:
         _finish_all("interrupted", Signal(_signal_received))
-    elif _exit_code not in (0, None):
+    elif _exit_error is not None and _exit_error.code not in (0, None):
         # Best evidence left: the last sys.exit(code) of the main thread. `raise SystemExit`,
         # the `exit()` builtin and os._exit are not seen (see ARCHITECTURE, true status).
-        _finish_all("failed", SystemExit(_exit_code))
+        _end_all(_exit_error)
     else:
         _finish_all("completed")
 
 
 def _exit_noting(status: str | int | None = None, /) -> NoReturn:
     """`sys.exit` that notes its code first: atexit cannot learn the exit status otherwise."""
-    global _exit_code
+    global _exit_error
     if threading.current_thread() is threading.main_thread():
-        _exit_code = status
+        error = SystemExit(status)
+        error.__context__ = sys.exc_info()[1]  # sys.exit(1) in `except KeyboardInterrupt`
+        _exit_error = error
     _original_exit(status)
 
 

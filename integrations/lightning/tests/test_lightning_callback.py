@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -130,24 +136,126 @@ def test_keyboard_interrupt_marks_run_interrupted(pl: ModuleType, tmp_path: Path
     assert record.status == "interrupted"
 
 
-def test_sigterm_notice_marks_run_interrupted(pl: ModuleType, tmp_path: Path, kit: Any) -> None:
-    # Lightning's handler only sets a flag and stops at the end of the batch; do the same.
+_SIGTERM_SCRIPT = """
+import sys, time, importlib
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from reprolog_lightning import ReprologCallback
+pl = importlib.import_module(sys.argv[1])
+
+class Slow(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(2, 1)
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.02)  # slow enough for the parent to see a point before the end
+        loss = self.net(batch[0]).pow(2).mean()
+        self.log("loss", loss)
+        return loss
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+data = DataLoader(TensorDataset(torch.randn(64, 2)), batch_size=2)
+trainer = pl.Trainer(max_epochs=1000, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                     callbacks=[ReprologCallback(dir=sys.argv[2])])
+trainer.fit(Slow(), data)
+"""
+
+
+def test_a_real_sigterm_marks_the_run_interrupted_with_the_signal(
+    pl: ModuleType, tmp_path: Path
+) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(_SIGTERM_SCRIPT)
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), pl.__name__, str(store)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = _wait_for_a_point(store, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    record = reprolog.Store(store).run(run_id)
+    assert record.status == "interrupted", stderr[-2000:]
+    assert (record.error["type"], record.error["message"]) == ("Signal", "SIGTERM")
+    assert record.sections["lightning"]["trainer_status"] == "interrupted"
+    assert len(record.metrics(keys=["loss"])) >= 1
+
+
+def _wait_for_a_point(store: Path, proc: subprocess.Popen[str], limit: float = 240.0) -> str:
+    """Return the id of the store's one run once it is running with a metric point logged."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        try:
+            store_ = reprolog.Store(store)
+            ids = store_.run_ids()
+            if len(ids) == 1:
+                record = store_.run(ids[0])
+                if record.status == "running" and len(record.metrics()):
+                    return str(ids[0])
+        except (reprolog.ReprologError, OSError):
+            pass  # the store or the run is still being created
+        time.sleep(0.1)
+    raise AssertionError("the training never logged a point")
+
+
+def test_the_active_run_is_adopted_with_params_under_lightning(
+    pl: ModuleType, tmp_path: Path, kit: Any
+) -> None:
+    train, _ = kit.loaders()
+    with reprolog.init("exp", dir=tmp_path / "store", params={"note": "mine"}) as run:
+        t = kit.trainer(pl, tmp_path, [ReprologCallback()], max_epochs=1)
+        t.fit(kit.make_module(pl), train)
+        assert run.status == "running"
+    (run_id,) = reprolog.Store(tmp_path / "store").run_ids()
+    record = reprolog.Store(tmp_path / "store").run(run_id)
+    assert (record.name, record.status) == ("exp", "completed")
+    assert record.params["note"] == "mine"
+    assert record.params["lightning.model.hparams.lr"] == 0.1
+    assert "model.hparams.lr" not in record.params
+    assert sorted(_series(record, "loss_step")) == [0, 1, 2, 3]
+
+
+def test_boring_model_returned_loss_is_recorded(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    callback = ReprologCallback(dir=tmp_path / "store")
+    trainer = Trainer(
+        max_steps=5,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=[callback],
+    )
+    trainer.fit(BoringModel())
+    record = reprolog.Store(tmp_path / "store").run(callback.run.id)
+    loss = _series(record, "train/returned_loss")
+    assert sorted(loss) == [0, 1, 2, 3, 4]
+    assert all(math.isfinite(v) for v in loss.values())
+
+
+def test_a_loss_the_module_logs_itself_is_not_recorded_twice(
+    pl: ModuleType, tmp_path: Path, kit: Any
+) -> None:
     callback = ReprologCallback(dir=tmp_path)
     train, _ = kit.loaders()
-    module = kit.make_module(pl)
-    t = kit.trainer(pl, tmp_path, [callback], enable_checkpointing=False)
-    original = module.training_step
-
-    def training_step(batch: Any, batch_idx: int) -> Any:
-        if module.global_step == 1:
-            t._signal_connector.received_sigterm = True
-        return original(batch, batch_idx)
-
-    module.training_step = training_step
-    with pytest.raises(SystemExit):
-        t.fit(module, train)
+    kit.trainer(pl, tmp_path, [callback], max_epochs=1).fit(kit.make_module(pl), train)
     record = reprolog.Store(tmp_path).run(callback.run.id)
-    assert record.status == "interrupted"
+    assert sorted(_series(record, "loss_step")) == [0, 1, 2, 3]
+    assert _series(record, "train/returned_loss") == {}
 
 
 @pytest.mark.parametrize("every", [2, 3])

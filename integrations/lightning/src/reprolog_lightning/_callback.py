@@ -22,7 +22,9 @@ class ReprologCallback(CheckpointCapture):
 
     Args:
         run: a run you started with `reprolog.init`; the callback logs into it and leaves
-            finishing it to you. When None, the callback starts a run at the start of each
+            finishing it to you. When None and no `init_kwargs` are given, the run you have
+            open (`reprolog.active_run()`) is used the same way, with the callback's params
+            under `lightning.`; otherwise the callback starts a run at the start of each
             `fit`/`validate`/`test` and finishes it with the true status.
         every_n_steps: record training step values every this many steps (1 = every step,
             the default, whatever the Trainer's `log_every_n_steps` says).
@@ -67,10 +69,6 @@ class ReprologCallback(CheckpointCapture):
             )
         if not isinstance(all_ranks, bool):
             raise reprolog.ArgumentError(f"all_ranks must be True or False; got {all_ranks!r}")
-        if run is not None and not callable(getattr(run, "log", None)):
-            raise reprolog.ArgumentError(
-                f"run must be a reprolog Run from reprolog.init(); got {type(run).__name__}"
-            )
         super().__init__(run, init_kwargs)
         self.every_n_steps = every_n_steps
         self.all_ranks = all_ranks
@@ -107,7 +105,7 @@ class ReprologCallback(CheckpointCapture):
             if share:
                 self._join_run(trainer)
             return
-        opened = self.open_run(autolog=self._autolog)
+        opened = self.open_run()
         if share:  # also when no run could be opened: the other ranks wait for an answer
             self._ranks_meet = _ranks.share_run(trainer, self.run if opened else None) is not None
         if not opened:
@@ -157,7 +155,7 @@ class ReprologCallback(CheckpointCapture):
         params: dict[str, Any] = {"trainer": _facts.trainer_config(trainer)}
         if trainer.datamodule is not None:
             params["data"] = _facts.datamodule_facts(trainer.datamodule)
-        run.log_params(params)
+        self.log_params(params)
         ns = _namespace.namespace_of(trainer)
         root = _namespace.root(ns) if ns else None
         run.update_section(
@@ -181,8 +179,7 @@ class ReprologCallback(CheckpointCapture):
             self._guard("model", self._record_model, pl_module)
 
     def _record_model(self, pl_module: Any) -> None:
-        assert self.run is not None
-        self.run.log_params({"model": _facts.model_facts(pl_module)})
+        self.log_params({"model": _facts.model_facts(pl_module)})
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Record optimizers, schedulers and the training data."""
@@ -192,8 +189,7 @@ class ReprologCallback(CheckpointCapture):
         self._guard("train data", self._record_data, trainer, "train", trainer.train_dataloader)
 
     def _record_optimizers(self, trainer: Any) -> None:
-        assert self.run is not None
-        self.run.log_params(
+        self.log_params(
             {
                 "optimizer": _facts.optimizer_facts(trainer.optimizers),
                 "lr_scheduler": _facts.scheduler_facts(trainer.lr_scheduler_configs),
@@ -209,7 +205,7 @@ class ReprologCallback(CheckpointCapture):
         facts = [_facts.dataloader_facts(loader) for loader in loaders]
         batch = facts[0]["batch_size"]
         if name == "train" and batch is not None:
-            run.log_params({"data": {"batch_size": batch}})
+            self.log_params({"data": {"batch_size": batch}})
         for index, loader in enumerate(loaders):
             key = name if len(loaders) == 1 else f"{name}/{index}"
             dataset = getattr(loader, "dataset", None)
@@ -246,7 +242,7 @@ class ReprologCallback(CheckpointCapture):
         if not self.active:
             return
         self.active = False
-        self.close_run("completed")
+        self.close_run(None)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Finish the run as interrupted (Ctrl+C, SIGTERM) or failed, with the exception."""
@@ -259,9 +255,9 @@ class ReprologCallback(CheckpointCapture):
             return
         self._guard("checkpoint flags", self._reconcile_checkpoints, trainer)
         self.active = False
-        sigterm = bool(getattr(trainer, "received_sigterm", False))
-        interrupted = isinstance(exception, KeyboardInterrupt) or sigterm
-        self.close_run("interrupted" if interrupted else "failed", exception)
+        # The core's rule: a SIGTERM (Lightning's SIGTERMException) ends it "interrupted"
+        # with the Signal record, the same as in a plain script.
+        self.close_run(exception)
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -291,9 +287,9 @@ class ReprologCallback(CheckpointCapture):
         """Record this step's logged values and learning rates (every step by default)."""
         sink = self._sink
         if sink is not None:
-            self._guard("step metrics", self._record_step, trainer, sink)
+            self._guard("step metrics", self._record_step, trainer, sink, outputs)
 
-    def _record_step(self, trainer: Any, sink: MetricSink) -> None:
+    def _record_step(self, trainer: Any, sink: MetricSink, outputs: Any) -> None:
         # This runs at every training step: anything constant within a fit is computed once.
         if self._may_accumulate is None:
             self._may_accumulate = _metrics.may_accumulate(trainer)
@@ -305,6 +301,15 @@ class ReprologCallback(CheckpointCapture):
             return
         values = _metrics.step_metrics(trainer)
         values.pop("step", None)
+        loss = _metrics.returned_loss(outputs)
+        if loss is not None:
+            values[_metrics.RETURNED_LOSS] = loss
+        values = _metrics.to_floats(values)
+        if loss is not None:
+            returned = values[_metrics.RETURNED_LOSS]
+            # The module logged this very value itself (`self.log("loss", loss)`): one curve.
+            if any(v == returned for k, v in values.items() if k != _metrics.RETURNED_LOSS):
+                del values[_metrics.RETURNED_LOSS]
         values.update(self._lr)
         if values:
             sink.log(values, step=step, epoch=trainer.current_epoch)

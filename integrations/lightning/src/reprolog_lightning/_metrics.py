@@ -105,3 +105,43 @@ def resolve_step(
     if logged is not None:
         return metrics, int(logged)
     return metrics, logger_step(trainer)
+
+
+RETURNED_LOSS = "train/returned_loss"
+
+
+def returned_loss(outputs: Any) -> Any:
+    """Return the loss `training_step` returned (a tensor, or a dict's "loss"), or None."""
+    if isinstance(outputs, dict):
+        outputs = outputs.get("loss")
+    if outputs is None or not hasattr(outputs, "detach"):
+        return None
+    numel = getattr(outputs, "numel", None)
+    return outputs if callable(numel) and numel() == 1 else None
+
+
+def to_floats(values: dict[str, Any]) -> dict[str, float]:
+    """Convert a step's values to floats with one device sync for all its tensors.
+
+    Tensors on one device are stacked and copied to the host in a single transfer rather
+    than one `.item()` (one sync) per key; plain numbers pass through.
+    """
+    import torch
+
+    out: dict[str, float] = {}
+    keys: list[str] = []
+    tensors: list[Any] = []
+    for key, value in values.items():
+        if isinstance(value, torch.Tensor):
+            keys.append(key)
+            tensors.append(value.detach().reshape(()))
+        else:
+            out[key] = value
+    if not tensors:
+        return out
+    try:
+        floats = torch.stack([t.to(torch.float64) for t in tensors]).tolist()
+    except RuntimeError:  # tensors on several devices: one transfer each
+        floats = [t.item() for t in tensors]
+    out.update(zip(keys, floats, strict=True))
+    return out
