@@ -129,7 +129,7 @@ export class Chart {
     this.loading = null;
     this.title = el("span", { class: "key", title: opts.title }, opts.title);
     this.note = el("span", { class: "note" });
-    this.plotBox = el("div", { class: "chart-plot" }, el("div", { class: "placeholder" }, "…"));
+    this.plotBox = el("div", { class: "chart-plot" }, el("div", { class: "placeholder" }, "Loading…"));
     this.legend = el("div", { class: "chart-legend" });
     this.card = el(
       "div",

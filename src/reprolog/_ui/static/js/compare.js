@@ -79,7 +79,7 @@ function runsStrip() {
   drawStrip();
   return el(
     "div",
-    { class: "scroll-box" },
+    { class: "scroll-box short" },
     el(
       "table",
       { class: "data" },
