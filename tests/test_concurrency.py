@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from reprolog import Store
@@ -51,16 +52,18 @@ def test_processes_write_one_store_at_once(tmp_path: Path, store_dir: Path) -> N
     for p in procs:
         p.start()
 
-    # Read while they write: a reader must never fail, nor mark a live run crashed.
-    reads = 0
+    # Read while they write: a reader must never fail, nor mark a live run crashed, and
+    # what it reads of a live run is a true prefix of what was logged.
+    reads = points_seen = 0
     deadline = time.monotonic() + 120
     while any(p.is_alive() for p in procs):
         assert time.monotonic() < deadline, "writers did not finish"
         if (store_dir / "runs").is_dir():
             store = Store(store_dir)
             listing = store.runs()
-            assert "crashed" not in set(listing["status"])
-            store.metrics()
+            assert set(listing["status"]) <= {"running", "completed"}
+            frame = store.metrics()
+            points_seen += _check_prefixes(store, frame)
             assert store.problems == []  # a run being started is not a corrupt run
             reads += 1
         time.sleep(0.05)
@@ -102,6 +105,20 @@ def test_processes_write_one_store_at_once(tmp_path: Path, store_dir: Path) -> N
     assert len(blobs) == 1 + PROCESSES * RUNS_EACH
     assert store.problems == []
     assert reads > 0
+    assert points_seen > 0  # the readers did read points while the writers were writing
+
+
+def _check_prefixes(store: Store, frame: pd.DataFrame) -> int:
+    """Assert each run's points in a mid-write read are steps 0..n-1 with the logged values."""
+    for run_id, part in frame.groupby("run_id", observed=True):
+        params = store.run(str(run_id)).params
+        base = params["proc"] * 1_000_000 + params["run"] * 100_000
+        for key, sign in (("x", 1.0), ("y", -0.25)):
+            points = part[part["key"] == key].sort_values("step")
+            steps = points["step"].to_numpy()
+            assert (steps == np.arange(len(steps))).all(), (run_id, key)
+            assert (points["value"].to_numpy() == sign * (base + steps)).all(), (run_id, key)
+    return len(frame)
 
 
 def test_a_run_being_started_is_not_reported_as_corrupt(

@@ -99,7 +99,7 @@ def test_metrics_at_global_steps(trained: dict[str, Any]) -> None:
 
 
 def test_checkpoints_are_hashed_artifacts(trained: dict[str, Any]) -> None:
-    trained["record"]  # the run is finished, so every hash job is done
+    assert trained["record"].status == "completed"  # finished: every hash job is done
     checkpoints = [a for a in trained["record"].artifacts if a["kind"] == "checkpoint"]
     assert [(a["name"], a["step"]) for a in checkpoints] == [
         ("checkpoint-3", 3),
