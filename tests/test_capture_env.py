@@ -131,6 +131,9 @@ def test_capture_imports_no_framework_and_is_json(tmp_path: Path) -> None:
         "heavy = ('torch', 'numpy', 'pandas', 'pyarrow')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
         "print(json.dumps(r.sections['determinism']))\n"
+        "print(json.dumps(sorted(r.sections)))\n"
+        "import numpy\n"  # the probe sees a module once it is imported
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     out = subprocess.run(
@@ -144,6 +147,8 @@ def test_capture_imports_no_framework_and_is_json(tmp_path: Path) -> None:
     assert json.loads(out[0]) == []
     det = json.loads(out[1])
     assert det["torch_loaded"] is False and det["cudnn_benchmark"] is None
+    assert {"environment", "code", "command", "seeds", "determinism"} <= set(json.loads(out[2]))
+    assert json.loads(out[3]) == ["numpy"]
 
 
 @pytest.fixture

@@ -144,6 +144,11 @@ def test_no_planted_secret_reaches_the_store(tmp_path: Path) -> None:
     run_id = proc.stdout.strip().splitlines()[-1]
 
     assert scan(store, tokens) == []
+    # The scan finds a token that is there: one planted by hand in a file of the store.
+    control = store / "control.bin"
+    control.write_bytes(b"x" + tokens["env_aws"].encode() + b"x")
+    assert scan(store, tokens) == ["env_aws in control.bin"]
+    control.unlink()
 
     record = reprolog.Store(store).run(run_id)
     redacted = set(record.capture_report["redacted"])

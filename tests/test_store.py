@@ -105,6 +105,7 @@ def test_runs_table(three_runs: list[Run], store_dir: Path) -> None:
 def test_runs_of_an_empty_store(store_dir: Path) -> None:
     reprolog.init(dir=store_dir, capture=False).finish()
     store = Store(store_dir)
+    assert len(store.runs()) == 1  # then the run is removed by hand
     for run_dir in (store_dir / "runs").iterdir():
         for f in run_dir.iterdir():
             f.unlink()
