@@ -122,6 +122,7 @@ class RunOwner:
             ArgumentError: the user's init arguments are invalid (theirs to fix).
         """
         self._owns = self._adopted = False
+        self._reported = set()  # each run records its own first failures
         if self._given is not None:
             self._run = self._given
             return self._run
@@ -171,8 +172,15 @@ class RunOwner:
             return None
 
     def report(self, what: str, error: BaseException) -> None:
-        """Record a failure to capture `what` in the run's capture report; log it once."""
+        """Record a failure to capture `what` in the run's capture report and log it, once.
+
+        A hook that fails fails the same way at every step: only the first failure of each
+        `what` per run is recorded, so a broken per-step capture never rewrites the record
+        at every step.
+        """
         label = self.label(what)
+        if label in self._reported:
+            return
         run = self._run
         if run is not None:
             try:
@@ -181,7 +189,7 @@ class RunOwner:
                 run.record_capture_error(label, error)
             except Exception:  # the record itself failed: the log below still says it
                 pass
-        self._warn_once(label, "could not capture %s (%s: %s); training goes on", error, what)
+        self._warn_once(label, "could not capture %s (%s: %s); training goes on", error, label)
 
     def _warn_once(self, key: str, message: str, error: BaseException, *lead: Any) -> None:
         if key in self._reported:

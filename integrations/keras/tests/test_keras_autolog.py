@@ -92,14 +92,25 @@ def test_a_user_callback_is_used_never_a_second(
 
 
 def test_enable_is_idempotent_and_disable_restores(autolog: None) -> None:
-    wrapped = keras.Model.fit
+    wrapped, seed_fn = keras.Model.fit, keras.utils.set_random_seed
     _autolog.enable()
     _autolog.enable()
-    assert keras.Model.fit is wrapped
-    assert keras.Model.fit.__wrapped__ is not wrapped
+    assert keras.Model.fit is wrapped and keras.utils.set_random_seed is seed_fn
     assert not getattr(keras.Model.fit.__wrapped__, "__reprolog_wrapped__", False)
     _autolog.disable()
-    assert not getattr(keras.Model.fit, "__reprolog_wrapped__", False)
+    assert not getattr(keras.utils.set_random_seed, "__reprolog_wrapped__", False)
+    # The fit wrapper stays (installed at import): it adds nothing while autolog is off.
+    assert keras.Model.fit is wrapped
+
+
+def test_without_autolog_a_fit_without_our_callback_records_nothing(
+    sequential: Any, store_dir: Path, data: Any
+) -> None:
+    x, y = data
+    history = sequential().fit(x, y, epochs=1, verbose=0)
+    assert len(history.history["loss"]) == 1
+    assert getattr(keras.Model.fit, "__reprolog_wrapped__", False)
+    assert not store_dir.exists()
 
 
 @pytest.mark.usefixtures("autolog")

@@ -133,10 +133,33 @@ def test_uses_the_active_run_when_none_is_given(
     sequential: Any, store_dir: Path, data: Any
 ) -> None:
     x, y = data
-    with reprolog.init(name="outer") as run:
+    with reprolog.init(name="outer", params={"note": "mine"}) as run:
         sequential().fit(x, y, epochs=1, verbose=0, callbacks=[ReprologCallback()])
         assert run.status == "running"
-    assert only_run(store_dir).name == "outer"
+    record = only_run(store_dir)
+    assert (record.name, record.status) == ("outer", "completed")
+    assert record.params["note"] == "mine"
+    assert record.params["keras.model.kind"] == "sequential"  # namespaced in the user's run
+    assert "model.kind" not in record.params
+
+
+def test_a_caught_and_kept_failure_ends_the_run_failed_before_fit_returns(
+    sequential: Any, store_dir: Path, data: Any
+) -> None:
+    x, y = data
+    callback = ReprologCallback()
+    err: RuntimeError | None = None
+    try:
+        sequential().fit(
+            x, y, epochs=3, verbose=0, callbacks=[callback, Boom(RuntimeError("boom"))]
+        )
+    except RuntimeError as e:
+        err = e  # kept alive: the fit's frames (and its CallbackList) stay referenced
+    assert err is not None
+    assert callback.run is not None and callback.run.status == "failed"
+    record = only_run(store_dir)
+    assert record.status == "failed"
+    assert (record.error["type"], record.error["message"]) == ("RuntimeError", "boom")
 
 
 def test_model_checkpoint_files_and_final_model(
@@ -171,8 +194,10 @@ def test_model_checkpoint_files_and_final_model(
 
 
 def test_failure_without_wrapper_ends_the_run_failed(
-    sequential: Any, store_dir: Path, data: Any
+    sequential: Any, store_dir: Path, data: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A training loop that bypasses Model.fit's wrapper: the CallbackList's end still tells.
+    monkeypatch.setattr(keras.Model, "fit", keras.Model.fit.__wrapped__)
     x, y = data
     with pytest.raises(RuntimeError, match="boom"):
         sequential().fit(
@@ -251,7 +276,7 @@ def test_a_capture_failure_is_recorded_and_training_goes_on(
     record = only_run(store_dir)
     assert record.status == "completed"
     errors = record.capture_report["errors"]
-    assert any(e["what"] == "keras model" and "cannot describe" in e["error"] for e in errors)
+    assert any(e["what"] == "keras: model" and "cannot describe" in e["error"] for e in errors)
 
 
 @pytest.mark.parametrize("every", [-1, 1.5, True, "10"])

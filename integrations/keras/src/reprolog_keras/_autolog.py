@@ -1,4 +1,11 @@
-"""Zero-code mode: wrap ``keras.Model.fit`` so every fit is recorded once, with its arguments."""
+"""Wrapped ``keras.Model.fit``: a raising fit ends its run at once; zero-code mode records all.
+
+Keras gives callbacks no exception event and no ``finally``, so without the wrapper a fit
+whose exception the script catches and keeps would leave its run ``running``. The wrapper is
+installed when ``reprolog_keras`` is imported (as the transformers integration wraps
+``Trainer.train``); it is a pass-through for a fit with no ``ReprologCallback`` while autolog
+is off.
+"""
 
 from __future__ import annotations
 
@@ -14,31 +21,43 @@ _local = threading.local()  # .depth: fit calls of this thread currently inside 
 _last_seed: list[int] = []  # what the wrapped keras.utils.set_random_seed last received
 
 
-def enable() -> None:
-    """Record every ``Model.fit`` of this process; safe to call any number of times.
+def install() -> None:
+    """Wrap ``keras.Model.fit`` once per process (done when ``reprolog_keras`` is imported).
 
-    Wraps ``keras.Model.fit`` (to see its arguments and exceptions, which callbacks never
-    receive) and ``keras.utils.set_random_seed`` (to see the seed). While
-    ``reprolog.autolog_enabled()`` is false the wrappers pass calls straight through.
+    The wrapper sees the exception of a raising fit, which callbacks never receive, and ends
+    the run of the fit's ``ReprologCallback`` with it before ``fit`` returns to the caller.
     """
     import keras
 
     with _lock:
         if not getattr(keras.Model.fit, _MARK, False):
             keras.Model.fit = _wrap_fit(keras.Model.fit)
+
+
+def enable() -> None:
+    """Record every ``Model.fit`` of this process; safe to call any number of times.
+
+    Installs the ``Model.fit`` wrapper (which then adds a ``ReprologCallback`` to every fit
+    and passes it the fit's arguments) and wraps ``keras.utils.set_random_seed`` (to see the
+    seed). While ``reprolog.autolog_enabled()`` is false the wrappers add nothing.
+    """
+    import keras
+
+    install()
+    with _lock:
         if not getattr(keras.utils.set_random_seed, _MARK, False):
             keras.utils.set_random_seed = _wrap_set_random_seed(keras.utils.set_random_seed)
 
 
 def disable() -> None:
-    """Undo `enable`: restore ``keras.Model.fit`` and ``keras.utils.set_random_seed``."""
+    """Undo `enable`: restore ``keras.utils.set_random_seed``.
+
+    The ``Model.fit`` wrapper stays: it ends raising fits of user-added callbacks truly, and
+    adds no callback while autolog is off.
+    """
     import keras
 
     with _lock:
-        fit = keras.Model.__dict__.get("fit")
-        if getattr(fit, _MARK, False):
-            # enable() set fit on Model itself; removing it restores the inherited one.
-            del keras.Model.fit
         seed_fn = keras.utils.set_random_seed
         if getattr(seed_fn, _MARK, False):
             keras.utils.set_random_seed = seed_fn.__wrapped__
@@ -75,20 +94,26 @@ def _wrap_fit(original: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(original)
     def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "depth", 0) or not _autolog_on():
+        if getattr(_local, "depth", 0):
             # A fit inside a recorded fit (a subclass calling super().fit) is the same fit.
             return original(self, *args, **kwargs)
         try:
             bound = signature.bind(self, *args, **kwargs)
         except TypeError:
             return original(self, *args, **kwargs)  # let Keras word the error
-        callback, bound.arguments["callbacks"] = _with_callback(bound.arguments.get("callbacks"))
-        arguments = {
-            name: bound.arguments.get(name, param.default)
-            for name, param in signature.parameters.items()
-            if name != "self"
-        }
-        callback._fit_arguments = arguments
+        if _autolog_on():
+            callback, bound.arguments["callbacks"] = _with_callback(
+                bound.arguments.get("callbacks")
+            )
+            callback._fit_arguments = {
+                name: bound.arguments.get(name, param.default)
+                for name, param in signature.parameters.items()
+                if name != "self"
+            }
+        else:
+            callback = _user_callback(bound.arguments.get("callbacks"))
+            if callback is None:
+                return original(self, *args, **kwargs)
         _local.depth = 1
         try:
             return original(*bound.args, **bound.kwargs)
@@ -103,21 +128,36 @@ def _wrap_fit(original: Callable[..., Any]) -> Callable[..., Any]:
     return fit
 
 
+def _members(callbacks: Any) -> list[Any]:
+    import keras
+
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return list(callbacks.callbacks)
+    if callbacks is None:
+        return []
+    return list(keras.tree.flatten(callbacks))
+
+
+def _user_callback(callbacks: Any) -> Any:
+    """Return the ReprologCallback among a fit's callbacks, or None."""
+    from reprolog_keras._callback import ReprologCallback
+
+    for cb in _members(callbacks):
+        if isinstance(cb, ReprologCallback):
+            return cb
+    return None
+
+
 def _with_callback(callbacks: Any) -> tuple[Any, Any]:
     """Return (the ReprologCallback to use, the callbacks to pass to fit)."""
     import keras
 
     from reprolog_keras._callback import ReprologCallback
 
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        members = callbacks.callbacks
-    elif callbacks is None:
-        members = []
-    else:
-        members = list(keras.tree.flatten(callbacks))
-    for cb in members:
-        if isinstance(cb, ReprologCallback):
-            return cb, callbacks  # the user added one: use it, never a second
+    members = _members(callbacks)
+    mine = _user_callback(callbacks)
+    if mine is not None:
+        return mine, callbacks  # the user added one: use it, never a second
     callback = ReprologCallback()
     if isinstance(callbacks, keras.callbacks.CallbackList):
         # A CallbackList is used as given; join it the way its constructor would have.

@@ -12,7 +12,7 @@ from typing import Any
 import keras
 
 import reprolog
-from reprolog_keras import _describe, _fitargs
+from reprolog_keras import _autolog, _describe, _fitargs
 from reprolog_keras._checkpoints import CheckpointWatcher
 
 BATCH_PREFIX = "batch/"
@@ -29,8 +29,10 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
 
     Args:
         run: a run to record into; it is left open (the caller owns it). None: record into the
-            active run when there is one and no ``init_kwargs`` are given, else start a run at
-            train begin and finish it with the true status.
+            run you have open (``reprolog.active_run()``) when there is one and no
+            ``init_kwargs`` are given, with this callback's params under ``keras.``; else
+            start a run at train begin and finish it with the true status (the policy of
+            ``reprolog.RunOwner``).
         log_every_n_batches: record batch values every N batches; 0 records none.
         log_model: save the trained model as a ``.keras`` artifact at train end.
         **init_kwargs: passed to ``reprolog.init`` when this callback starts the run.
@@ -65,18 +67,15 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
                 "log_every_n_batches must be a non-negative int (0 turns batch values off), "
                 f"got {log_every_n_batches!r}"
             )
-        self._given_run = run
+        self._owner = reprolog.RunOwner("keras", run, init_kwargs)
         self._every = log_every_n_batches
         self._log_model = bool(log_model)
-        self._init_kwargs = init_kwargs
         self._run: reprolog.Run | None = None
-        self._owns_run = False
         self._in_fit = False
         self._fit_serial = 0
         # Set by the zero-code wrapper of Model.fit for the duration of one call.
         self._fit_arguments: Mapping[str, Any] | None = None
         self._lock = threading.Lock()
-        self._reported: set[str] = set()
         self._epoch = 0
         self._epoch_start_step = 0
         self._epoch_batches = 0
@@ -97,7 +96,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         # as long as the fit call (see _watch_fit_scope).
         caller = sys._getframe(1).f_locals.get("self")
         if self._in_fit:
-            self._end(status="failed", error=RuntimeError(_UNENDED))
+            self._end(RuntimeError(_UNENDED))
         run = self._open_run()
         if run is None:
             return
@@ -105,19 +104,19 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         self._fit_serial += 1
         self._epoch_start_step = self._step = self._epoch_batches = 0
         self._last_logs = {}
-        self._guard("keras model", self._capture_model)
-        self._guard("keras fit arguments", self._capture_fit)
-        self._guard("keras seed", self._capture_seed)
+        self._guard("model", self._capture_model)
+        self._guard("fit arguments", self._capture_fit)
+        self._guard("seed", self._capture_seed)
         siblings = list(getattr(caller, "callbacks", None) or [])
-        self._guard("keras callbacks", lambda: self._capture_callbacks(siblings))
-        self._guard("keras fit scope", lambda: self._watch_fit_scope(caller))
+        self._guard("callbacks", lambda: self._capture_callbacks(siblings))
+        self._guard("fit scope", lambda: self._watch_fit_scope(caller))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Start counting the epoch's batches; record checkpoints saved after our last look."""
         if self._run is None or not self._in_fit:
             return
         if self._checkpoints:
-            self._guard("keras checkpoints", self._scan_checkpoints)
+            self._guard("checkpoints", self._scan_checkpoints)
         self._epoch = epoch
         self._epoch_start_step = self._step
         self._epoch_batches = 0
@@ -142,7 +141,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
             }
             run.log(values, step=step, epoch=self._epoch)
         except Exception as exc:
-            self._report("keras batch metrics", exc)
+            self._owner.report("batch metrics", exc)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Record the epoch's values (``val_*`` and the learning rate included) and checkpoints."""
@@ -160,75 +159,52 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
                     values["learning_rate"] = lr
             run.log(values, step=self._step, epoch=epoch)
         except Exception as exc:
-            self._report("keras epoch metrics", exc)
+            self._owner.report("epoch metrics", exc)
         if self._checkpoints:
-            self._guard("keras checkpoints", self._scan_checkpoints)
+            self._guard("checkpoints", self._scan_checkpoints)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Record the last checkpoints and the model; finish the run if this callback owns it."""
         if self._run is None or not self._in_fit:
             return
         if self._checkpoints:
-            self._guard("keras checkpoints", self._scan_checkpoints)
+            self._guard("checkpoints", self._scan_checkpoints)
         if self._log_model:
-            self._guard("keras final model", self._save_model)
-        self._guard("keras fit result", self._capture_result)
-        self._end(status="completed")
+            self._guard("final model", self._save_model)
+        self._guard("fit result", self._capture_result)
+        self._end(None)
 
     # ------------------------------------------------------------------ failure paths
 
     def _fit_raised(self, error: BaseException) -> None:
-        """End the run with the exception that stopped ``fit`` (called by the zero-code wrapper)."""
+        """End the run with the exception that stopped ``fit`` (called by the fit wrapper)."""
         if self._in_fit:
-            status = "failed" if isinstance(error, Exception) else "interrupted"
-            self._end(status=status, error=error)
+            self._end(error)
 
     def _fit_scope_ended(self, serial: int) -> None:
         # The fit's CallbackList was freed: fit is over. If on_train_end never came, fit raised
         # and Keras told no callback. Without the zero-code wrapper the exception itself is not
         # visible here; an uncaught one was already recorded by the core's excepthook.
         if self._in_fit and serial == self._fit_serial:
-            self._end(status="failed", error=RuntimeError(_UNENDED))
+            self._end(RuntimeError(_UNENDED))
 
-    def _end(self, *, status: str, error: BaseException | None = None) -> None:
-        run = self._run
+    def _end(self, error: BaseException | None) -> None:
         self._in_fit = False
-        if run is None or not self._owns_run:
-            return
-        try:
-            run.finish(status, error=error)
-        except Exception as exc:  # finishing must never raise into training
-            self._report("keras finish", exc, run=run)
+        if self._run is not None:
+            self._owner.close(error)  # finishes only a run this callback started
 
     # ------------------------------------------------------------------ capture steps
 
     def _open_run(self) -> reprolog.Run | None:
-        try:
-            if self._given_run is not None:
-                self._run, self._owns_run = self._given_run, False
-            elif not self._init_kwargs and _user_run(reprolog.active_run()):
-                self._run, self._owns_run = reprolog.active_run(), False
-            else:
-                self._run, self._owns_run = reprolog.init(**self._init_kwargs), True
-                _started_here.add(self._run)
-        except Exception as exc:
-            # No run means nothing to record into; say so once and let training go on.
-            self._run = None
-            import logging
-
-            logging.getLogger("reprolog").warning(
-                "reprolog: could not start a run for this fit (%s: %s); training goes on",
-                type(exc).__name__,
-                exc,
-            )
+        self._run = self._owner.open()
         return self._run
 
     def _capture_model(self) -> None:
         assert self._run is not None
         model = self.model
         params, section = _describe.describe_model(model)
-        self._run.log_params({"model": params})
-        self._run.log_params(_describe.describe_compile(model))
+        self._owner.log_params({"model": params})
+        self._owner.log_params(_describe.describe_compile(model))
         self._run.update_section(
             "keras", {**_describe.keras_facts(), "model": section, "async_safe": self.async_safe}
         )
@@ -245,7 +221,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
             fit = _fitargs.fit_params(arguments)
             if fit.get("steps_per_epoch") is None:  # Keras knows it once the data is adapted
                 fit["steps_per_epoch"] = (self.params or {}).get("steps")
-            self._run.log_params({"fit": fit})
+            self._owner.log_params({"fit": fit})
             self._run.update_section(
                 "keras",
                 {
@@ -255,10 +231,10 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
                 },
             )
             for name, obj in _fitargs.datasets(arguments):
-                self._guard(f"keras data {name}", lambda n=name, o=obj: self._log_data(n, o))
+                self._guard(f"data {name}", lambda n=name, o=obj: self._log_data(n, o))
             return
         params = self.params or {}
-        self._run.log_params(
+        self._owner.log_params(
             {"fit": {"epochs": params.get("epochs"), "steps_per_epoch": params.get("steps")}}
         )
         self._run.update_section(
@@ -275,9 +251,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
 
     def _capture_seed(self) -> None:
         assert self._run is not None
-        from reprolog_keras._autolog import keras_random_seed
-
-        seed = keras_random_seed()
+        seed = _autolog.keras_random_seed()
         self._run.update_section(
             "seeds",
             {"keras_set_random_seed": seed if seed is not None else "not called in this process"},
@@ -323,26 +297,8 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
     # ------------------------------------------------------------------ helpers
 
     def _guard(self, what: str, step: Any) -> None:
-        try:
-            step()
-        except Exception as exc:
-            self._report(what, exc)
+        self._owner.guard(what, step)
 
-    def _report(self, what: str, exc: BaseException, run: reprolog.Run | None = None) -> None:
-        # A failing hook would fail the same way every batch: record it once.
-        if what in self._reported:
-            return
-        self._reported.add(what)
-        target = run or self._run
-        if target is not None:
-            # The run may have finished under us; then there is nothing left to tell.
-            with contextlib.suppress(Exception):
-                target.record_capture_error(what, exc)
-
-
-# Runs this integration started: never adopted as "the active run" by another callback, so
-# a run whose fit failed unnoticed cannot swallow the next fit.
-_started_here: weakref.WeakSet[reprolog.Run] = weakref.WeakSet()
 
 _UNENDED = "fit() raised before on_train_end; Keras does not pass the exception to callbacks"
 
@@ -350,10 +306,6 @@ _UNENDED = "fit() raised before on_train_end; Keras does not pass the exception 
 def _scope_ended(callback: ReprologCallback, serial: int) -> None:
     with contextlib.suppress(Exception):  # a finalizer has nowhere to raise to
         callback._fit_scope_ended(serial)
-
-
-def _user_run(run: reprolog.Run | None) -> bool:
-    return run is not None and run not in _started_here
 
 
 def _is_number(value: Any) -> bool:
@@ -370,3 +322,7 @@ def _learning_rate(model: Any) -> float | None:
         return float(getattr(rate, "value", rate))
     except (TypeError, ValueError, AttributeError, RuntimeError):
         return None
+
+
+# Installed at import: a fit that raises ends its run at once, autolog or not.
+_autolog.install()
