@@ -1,8 +1,10 @@
 """Core logger and store benchmarks, with installed peers side by side.
 
-Run: python bench/bench_core.py [--quick]
-Prints medians of repeats; peers (tensorboardX, MLflow, Aim, W&B offline) run the same
-workload when installed, and their cost is printed as a ratio to reprolog's.
+Run: python bench/bench_core.py [--quick] [--peer-points N]
+Prints medians of repeats. The peer table times every side alike: the same points, one warm-up
+run first, then start-up + one call per point + close, median of repeats; reprolog appears
+with default capture and with capture=False. Peers (tensorboardX, MLflow, Aim, W&B offline)
+run when installed: `pip install -r bench/requirements-peers.txt`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -119,68 +124,129 @@ def bench_runs(root: Path, n_runs: int, repeats: int) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------ peers
+# Each side: start-up, one call per point, close; returns bytes on disk (nan when unknown).
+# None from a side means "not installed".
+
+Side = Callable[[Path, list[float]], float]
 
 
-def peer_tensorboardx(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+def _disk(root: Path, pattern: str = "*") -> int:
+    return sum(p.stat().st_size for p in root.rglob(pattern) if p.is_file())
+
+
+def side_reprolog(capture: bool) -> Side:
+    def side(out: Path, values: list[float]) -> float:
+        run = reprolog.init(dir=out, capture=capture)
+        log = run.log
+        for i, v in enumerate(values):
+            log({"loss": v}, step=i)
+        run.finish()
+        return float((run.dir / "metrics.parquet").stat().st_size)
+
+    return side
+
+
+def side_tensorboardx() -> Side | None:
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
         return None
-    logdir = tmp / "tbx"
-    start = time.perf_counter()
-    writer = SummaryWriter(str(logdir))
-    for i, v in enumerate(values):
-        writer.add_scalar("loss", v, i)
-    writer.close()
-    elapsed = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in logdir.rglob("*") if p.is_file())
-    return elapsed / len(values) * 1e6, size / len(values)
+
+    def side(out: Path, values: list[float]) -> float:
+        writer = SummaryWriter(str(out))
+        for i, v in enumerate(values):
+            writer.add_scalar("loss", v, i)
+        writer.close()
+        return float(_disk(out))
+
+    return side
 
 
-def peer_mlflow(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+def side_mlflow() -> Side | None:
     try:
         import mlflow
     except ImportError:
         return None
     # MLflow 3 refuses the plain file store unless told; it is what the anchors measured.
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    mlflow.set_tracking_uri((tmp / "mlruns").as_uri())
-    start = time.perf_counter()
-    with mlflow.start_run():
-        for i, v in enumerate(values):
-            mlflow.log_metric("loss", v, step=i)
-    elapsed = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in (tmp / "mlruns").rglob("metrics/*") if p.is_file())
-    return elapsed / len(values) * 1e6, size / len(values)
+
+    def side(out: Path, values: list[float]) -> float:
+        mlflow.set_tracking_uri(out.as_uri())
+        with mlflow.start_run():
+            for i, v in enumerate(values):
+                mlflow.log_metric("loss", v, step=i)
+        return float(_disk(out, "metrics/*"))
+
+    return side
 
 
-def peer_aim(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+def side_aim() -> Side | None:
     try:
         from aim import Run as AimRun
     except ImportError:
         return None
-    start = time.perf_counter()
-    run = AimRun(repo=str(tmp / "aim"))
-    for i, v in enumerate(values):
-        run.track(v, name="loss", step=i)
-    run.close()
-    elapsed = time.perf_counter() - start
-    return elapsed / len(values) * 1e6, float("nan")
+
+    def side(out: Path, values: list[float]) -> float:
+        run = AimRun(repo=str(out))
+        for i, v in enumerate(values):
+            run.track(v, name="loss", step=i)
+        run.close()
+        return float("nan")  # RocksDB preallocates: its folder size says nothing per point
+
+    return side
 
 
-def peer_wandb(tmp: Path, values: list[float]) -> tuple[float, float] | None:
+def side_wandb() -> Side | None:
     try:
         import wandb
     except ImportError:
         return None
     os.environ["WANDB_SILENT"] = "true"
+
+    def side(out: Path, values: list[float]) -> float:
+        run = wandb.init(mode="offline", dir=str(out), project="bench")
+        for i, v in enumerate(values):
+            run.log({"loss": v}, step=i)
+        run.finish()
+        return float("nan")
+
+    return side
+
+
+def time_side(side: Side, tmp: Path, name: str, n: int, repeats: int) -> tuple[float, float]:
+    """Warm up once (imports, first-run caches), then the median of `repeats` timed runs.
+
+    Returns (µs per point, start-up and close included; bytes per point on disk).
+    """
+    side(tmp / f"{name}-warm", curve(1_000, seed=99))
+    values = curve(n)
+    times, sizes = [], []
+    for r in range(repeats):
+        out = tmp / f"{name}-{r}"
+        start = time.perf_counter()
+        sizes.append(side(out, values))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / n * 1e6, statistics.median(sizes) / n
+
+
+def bench_rank_wait(tmp: Path) -> float:
+    """Seconds finish() waits for a rank writer that closes 0.5 s after its last point."""
+    root = tmp / "rank"
+    run = reprolog.init(dir=root, capture=False)
+    code = (
+        "import sys, time, reprolog\n"
+        f"with reprolog.attach({run.id!r}, rank=1, dir={str(root)!r}) as w:\n"
+        "    w.log({'loss': 1.0}, step=0)\n"
+        "    print('logged', flush=True)\n"
+        "    time.sleep(0.5)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "logged"
     start = time.perf_counter()
-    run = wandb.init(mode="offline", dir=str(tmp), project="bench")
-    for i, v in enumerate(values):
-        run.log({"loss": v}, step=i)
     run.finish()
-    elapsed = time.perf_counter() - start
-    return elapsed / len(values) * 1e6, float("nan")
+    waited = time.perf_counter() - start
+    proc.wait(timeout=60)
+    return waited
 
 
 def peer_mlflow_read(tmp: Path) -> float | None:
@@ -219,6 +285,9 @@ def peer_mlflow_read(tmp: Path) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller peers")
+    parser.add_argument(
+        "--peer-points", type=int, default=20_000, help="points per side in the peer table"
+    )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     n_runs = 10_000
@@ -245,27 +314,41 @@ def main() -> None:
         )
         row("import reprolog", f"{import_time('reprolog'):.3f} s", "<= 0.3 s")
 
-        n_peer = 2_000 if args.quick else 20_000
-        values = curve(n_peer)
-        print(f"\npeers: the same single-key workload ({n_peer:,} points), one call per point")
-        for label, fn in (
-            ("tensorboardX SummaryWriter.add_scalar", peer_tensorboardx),
-            ("MLflow log_metric (file store)", peer_mlflow),
-            ("Aim Run.track", peer_aim),
-            ("W&B offline run.log", peer_wandb),
-        ):
+        row(
+            "finish() waiting on a rank writer that closes 0.5 s later",
+            f"{bench_rank_wait(tmp):.2f} s",
+            "~0.5 s",
+            "(waits for it, 5 s at most)",
+        )
+
+        n_peer = 2_000 if args.quick else args.peer_points
+        peer_repeats = 1 if args.quick else 3
+        print(
+            f"\nlike with like: {n_peer:,} points of one key, one call per point, start-up and "
+            f"close included;\none warm-up run each, then the median of {peer_repeats} runs; "
+            "ratio to reprolog with default capture"
+        )
+        sides: list[tuple[str, Side | None]] = [
+            ("reprolog run.log (capture=True, the default)", side_reprolog(True)),
+            ("reprolog run.log (capture=False)", side_reprolog(False)),
+            ("tensorboardX SummaryWriter.add_scalar", side_tensorboardx()),
+            ("MLflow log_metric (file store)", side_mlflow()),
+            ("Aim Run.track", side_aim()),
+            ("W&B offline run.log", side_wandb()),
+        ]
+        ours = 0.0
+        for k, (label, side) in enumerate(sides):
+            if side is None:
+                row(label, "not installed", "", "pip install -r bench/requirements-peers.txt")
+                continue
             try:
-                result = fn(tmp, values)
+                us, size = time_side(side, tmp, f"side{k}", n_peer, peer_repeats)
             except Exception as exc:  # a peer that breaks must not hide the others
                 row(label, "error", "", f"{type(exc).__name__}: {exc}"[:60])
                 continue
-            if result is None:
-                row(label, "not installed")
-                continue
-            us, size = result
-            ratio = us / per_call
-            extra = f"{size:.0f} B/point on disk" if size == size else ""
-            row(label, f"{us:.1f} us", f"x{ratio:.0f}", extra)
+            ours = ours or us
+            extra = f"{size:.1f} B/point on disk" if size == size else ""
+            row(label, f"{us:.1f} us", f"x{us / ours:.1f}", extra)
 
         print("\npeers: read 50 runs x 3 metrics x 2,000 steps back through their own API")
         try:
