@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -255,23 +258,71 @@ def test_run_and_init_kwargs_are_exclusive(tmp_path: Path) -> None:
         run.finish()
 
 
-def test_only_world_main_process_writes(
-    tmp_path: Path,
-    store_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    make_bert: Any,
-    make_args: Any,
-    make_data: Any,
-) -> None:
-    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)
-    trainer = Trainer(
-        model=make_bert(),
-        args=make_args(tmp_path / "out"),
-        train_dataset=make_data(16),
-        callbacks=[ReprologCallback()],
+_TWO_RANKS = """
+import os, sys
+import torch
+from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+from reprolog_transformers import ReprologCallback
+
+class Ids(torch.utils.data.Dataset):
+    def __init__(self):
+        self.ids = torch.randint(1, 50, (16, 8), generator=torch.Generator().manual_seed(0))
+    def __len__(self):
+        return len(self.ids)
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i, 0] % 2}
+
+torch.manual_seed(0)
+config = BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2,
+                    intermediate_size=16, vocab_size=50, max_position_embeddings=8)
+args = TrainingArguments(output_dir=sys.argv[2], max_steps=3, per_device_train_batch_size=2,
+                         logging_steps=1, save_strategy="no", report_to="none",
+                         disable_tqdm=True, use_cpu=True, ddp_backend="gloo")
+trainer = Trainer(model=BertForSequenceClassification(config), args=args,
+                  train_dataset=Ids(), callbacks=[ReprologCallback(dir=sys.argv[1])])
+trainer.train()
+assert trainer.args.world_size == 2, trainer.args.world_size
+"""
+
+
+def test_a_real_two_process_training_records_one_run(tmp_path: Path) -> None:
+    script = tmp_path / "two_ranks.py"
+    script.write_text(_TWO_RANKS)
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop("REPROLOG_DIR", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(_free_port()),
+            str(script),
+            str(store),
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    trainer.train()
-    assert not store_dir.exists() or reprolog.Store(store_dir).run_ids() == []
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = reprolog.Store(store).runs()
+    assert len(runs) == 1, runs[["id", "status"]]
+    record = reprolog.Store(store).run(runs["id"][0])
+    assert record.status == "completed"
+    assert record.section("transformers")["world_size"] == 2
+    assert sorted(record.metrics(keys="loss")["step"]) == [1, 2, 3]  # rank 0's points only
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_capture_failure_is_recorded_not_raised(
@@ -299,5 +350,5 @@ def test_capture_failure_is_recorded_not_raised(
     record = store.run(store.run_ids()[0])
     assert record.status == "completed"
     errors = record.capture_report["errors"]
-    assert {"what": "transformers.model", "error": "ValueError: cannot read this model"} in errors
+    assert {"what": "transformers: model", "error": "ValueError: cannot read this model"} in errors
     assert record.params["args.max_steps"] == 4  # the other captures went on

@@ -13,29 +13,37 @@ from reprolog_transformers import _facts
 from transformers import BertTokenizerFast, GPT2Config, GPT2LMHeadModel
 
 
-class _FakeLoraConfig:
-    """Stands in for a peft.LoraConfig: what matters is its to_dict()."""
+# peft's own get_peft_model on transformers 5 (the framework's notice, not ours).
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_model_params_with_generation_and_a_real_lora_adapter() -> None:
+    from peft import LoraConfig, get_peft_model
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"r": 4, "lora_alpha": 8, "target_modules": ["c_attn"], "task_type": "CAUSAL_LM"}
-
-
-def test_model_params_with_generation_and_adapter_configs() -> None:
-    model = GPT2LMHeadModel(
-        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16)
+    base = GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=1,
+            n_embd=16,
+            n_head=2,
+            vocab_size=50,
+            n_positions=16,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
     )
-    model.lm_head.weight.requires_grad_(False)  # tied to wte: both frozen
-    model.peft_config = {"default": _FakeLoraConfig()}
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn"], task_type="CAUSAL_LM", fan_in_fan_out=True
+    )
+    model = get_peft_model(base, lora)  # freezes the base, adds trainable LoRA weights
 
     facts = _facts.model_params(model)
 
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert facts["model"]["class"] == "transformers.models.gpt2.modeling_gpt2.GPT2LMHeadModel"
+    assert facts["model"]["class"] == "peft.peft_model.PeftModelForCausalLM"
     assert facts["model"]["num_parameters"] == total
     assert facts["model"]["num_trainable_parameters"] == trainable < total
-    assert facts["model"]["config"]["n_embd"] == 16
-    assert facts["peft"]["default"]["target_modules"] == ["c_attn"]
+    adapter = facts["peft"]["default"]
+    assert (adapter["peft_type"], adapter["r"], adapter["lora_alpha"]) == ("LORA", 4, 8)
+    assert adapter["target_modules"] == ["c_attn"]
     assert "max_length" in facts["generation"] or "eos_token_id" in facts["generation"]
 
 

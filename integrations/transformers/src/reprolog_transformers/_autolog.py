@@ -3,19 +3,15 @@
 ``enable()`` is the ``reprolog.integrations`` entry point. It is called as soon as the
 ``transformers`` package is imported, which is cheap; ``transformers.trainer`` (torch and the
 whole training stack) is not imported by it: the Trainer is patched when the application
-imports it, through a one-shot import hook.
+imports it, through the core's import hook (``reprolog.when_imported``).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import logging
-import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +20,7 @@ from reprolog_transformers._patch import AUTO_ATTR, MARK_ATTR, install_train_wra
 
 __all__ = ["enable"]
 
-_log = logging.getLogger("reprolog_transformers")
+_log = logging.getLogger("reprolog.transformers")
 _TARGET = "transformers.trainer"
 _lock = threading.Lock()
 _enabled = False
@@ -42,11 +38,8 @@ def enable() -> None:
         if _enabled:
             return
         _enabled = True
-        module = sys.modules.get(_TARGET)
-        if module is not None and hasattr(module, "Trainer"):
-            _patch_module(module)
-        else:
-            sys.meta_path.insert(0, _TrainerImportHook())
+    # Now if transformers.trainer is already imported, else right after its first import.
+    reprolog.when_imported(_TARGET, _patch_module)
 
 
 def _autolog_on() -> bool:
@@ -84,39 +77,10 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
 
 
 def _patch_module(module: ModuleType) -> None:
-    cls = module.Trainer
+    cls = getattr(module, "Trainer", None)
+    if cls is None:  # a transformers without its Trainer here: nothing to attach to
+        _log.warning("reprolog: transformers.trainer has no Trainer; autolog is off for it")
+        return
     if not getattr(cls.__init__, MARK_ATTR, False):
         cls.__init__ = _wrap_init(cls.__init__)
     install_train_wrapper()
-
-
-class _TrainerImportHook(importlib.abc.MetaPathFinder):
-    """Finds ``transformers.trainer`` through the other finders and patches it once loaded."""
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != _TARGET:
-            return None
-        # One shot: leave the meta path first, so the lookup below does not come back here.
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        loader = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        original_exec = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            original_exec(module)
-            try:
-                _patch_module(module)
-            except Exception as exc:
-                _log.warning("reprolog: autolog could not patch Trainer (%s)", exc)
-
-        # Per-file loader instance, so patching it affects this module only.
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec

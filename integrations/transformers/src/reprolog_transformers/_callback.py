@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReprologCallback"]
 
-_log = logging.getLogger("reprolog_transformers")
 _SECTION = "transformers"
 
 
@@ -35,9 +33,12 @@ class ReprologCallback(TrainerCallback):
 
     Args:
         run: an existing run to record into. The user owns it: the callback never finishes it.
+            None, with no ``init_kwargs``: the run you have open (``reprolog.active_run()``)
+            is used the same way, with the callback's params under ``transformers.``.
         **init_kwargs: passed to ``reprolog.init`` when the callback starts its own run at the
             beginning of each ``train()`` call; that run is finished when ``train()`` returns
-            (``completed``) or raises (``failed``, or ``interrupted`` for KeyboardInterrupt).
+            (``completed``) or raises (``failed``, or ``interrupted`` for KeyboardInterrupt
+            and SIGTERM).
 
     Raises:
         reprolog.ArgumentError: when both ``run`` and ``init_kwargs`` are given.
@@ -53,10 +54,9 @@ class ReprologCallback(TrainerCallback):
                 f"ReprologCallback got run={run!r} and init arguments {sorted(init_kwargs)}; "
                 "pass either an existing run or reprolog.init arguments, not both"
             )
-        self._user_run = run
-        self._init_kwargs = init_kwargs
-        self._run: Run | None = run
-        self._closed = False  # True once the callback finished the run it owns
+        self._owner = reprolog.RunOwner("transformers", run, init_kwargs)
+        self._run: Run | None = None
+        self._closed = False  # True once this train() ended for the callback
         self._trainer: Any = None
         self._train_call: dict[str, Any] = {}
         self._in_wrapped_train = False
@@ -78,17 +78,7 @@ class ReprologCallback(TrainerCallback):
 
     def _guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one capture step; a failure is recorded on the run, never raised into training."""
-        try:
-            return fn(*args)
-        except Exception as exc:
-            if self._run is not None and not self._closed:
-                try:
-                    self._run.record_capture_error(f"transformers.{what}", exc)
-                    return None
-                except Exception:  # the run itself is broken: fall through to the log
-                    pass
-            _log.warning("reprolog: capture of %s failed (%s: %s)", what, type(exc).__name__, exc)
-            return None
+        return self._owner.guard(what, fn, *args)
 
     # ---- train() wrapper events (see _patch.py) --------------------------------------------
     def _train_started(
@@ -101,36 +91,29 @@ class ReprologCallback(TrainerCallback):
 
     def _train_ended(self, exc: BaseException | None) -> None:
         self._in_wrapped_train = False
-        run, owned = self._run, self._user_run is None
+        run = self._run
         if run is None or self._closed or not self._is_main():
             return
-        if exc is None:
-            if owned:
-                self._finish("completed", None)
-            return
-        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
-        self._guard(
-            "train_status",
-            run.update_section,
-            _SECTION,
-            {"train_status": status, "train_error": f"{type(exc).__name__}: {exc}"},
-        )
-        if owned:
-            self._finish(status, exc)
+        status, cause = self._owner.outcome(exc)
+        if cause is not None and run.status == "running":
+            self._guard(
+                "train_status",
+                run.update_section,
+                _SECTION,
+                {"train_status": status, "train_error": f"{type(cause).__name__}: {cause}"},
+            )
+        self._finish(exc)
 
     def _is_main(self) -> bool:
         trainer = self._trainer
         return trainer is None or bool(trainer.is_world_process_zero())
 
-    def _finish(self, status: str, exc: BaseException | None) -> None:
-        run = self._run
-        if run is None or self._closed:
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._run is None or self._closed:
             return
-        self._closed = True
-        try:
-            run.finish(status, error=exc)
-        except Exception as err:
-            _log.warning("reprolog: could not finish run (%s: %s)", type(err).__name__, err)
+        # A given or adopted run lives on (evaluate() after train() still records into it).
+        self._closed = self._owner.owns
+        self._owner.close(exc)  # finishes only a run this callback started
 
     # ---- Trainer events ------------------------------------------------------------------
     def on_train_begin(
@@ -138,15 +121,13 @@ class ReprologCallback(TrainerCallback):
     ) -> None:
         if not state.is_world_process_zero:
             return
-        if self._user_run is None:
-            if self._run is not None and not self._closed:
+        if self._run is not None and not self._closed:
+            if self._owner.owns:
                 return  # a retry inside the same train() (auto_find_batch_size): same run
-            try:
-                self._run = reprolog.init(**self._init_kwargs)
-            except Exception as exc:
-                _log.warning("reprolog: could not start a run (%s: %s)", type(exc).__name__, exc)
-                self._run = None
-                return
+        else:
+            self._run = self._owner.open()
+            if self._run is None:
+                return  # no run could be started: training goes on, uncaptured
             self._closed = False
             self._checkpoints = CheckpointTracker()
             self._last_eval, self._epoch_logged_at = {}, -1
@@ -159,19 +140,19 @@ class ReprologCallback(TrainerCallback):
         model = getattr(trainer, "model", None) or kw.get("model")
         processing = getattr(trainer, "processing_class", None) or kw.get("processing_class")
         g = self._guard
-        g("training_args", lambda: run.log_params({"args": _facts.training_args_params(args)}))
+        log_params = self._owner.log_params
+        g("training_args", lambda: log_params({"args": _facts.training_args_params(args)}))
         if model is not None:
-            g("model", lambda: run.log_params(_facts.model_params(model)))
-        g("tokenizer", lambda: self._log_tokenizer(run, processing))
+            g("model", lambda: log_params(_facts.model_params(model)))
+        g("tokenizer", lambda: self._log_tokenizer(processing))
         g("seeds", lambda: run.update_section("seeds", {_SECTION: _seed_facts(args)}))
         g("trainer", lambda: run.update_section(_SECTION, self._trainer_facts(args, state)))
         self._log_datasets(run, trainer, kw)
 
-    @staticmethod
-    def _log_tokenizer(run: Run, processing: Any) -> None:
+    def _log_tokenizer(self, processing: Any) -> None:
         facts = _facts.tokenizer_params(processing)
         if facts:
-            run.log_params({"tokenizer": facts})
+            self._owner.log_params({"tokenizer": facts})
 
     def _trainer_facts(self, args: TrainingArguments, state: TrainerState) -> dict[str, Any]:
         import transformers
@@ -297,9 +278,9 @@ class ReprologCallback(TrainerCallback):
             "best_global_step": state.best_global_step,
         }
         self._guard("train_end", run.update_section, _SECTION, summary)
-        if self._user_run is None and not self._in_wrapped_train:
-            # A Trainer subclass that bypasses Trainer.train: finish here, the best we can do.
-            self._finish("completed", None)
+        if not self._in_wrapped_train:
+            # A Trainer subclass that bypasses Trainer.train: end here, the best we can do.
+            self._finish(None)
 
 
 def _seed_facts(args: TrainingArguments) -> dict[str, Any]:

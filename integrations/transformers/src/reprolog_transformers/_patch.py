@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["AUTO_ATTR", "MARK_ATTR", "install_train_wrapper", "reprolog_callbacks"]
 
-_log = logging.getLogger("reprolog_transformers")
+_log = logging.getLogger("reprolog.transformers")
 
 # Set on every wrapper we install, so that installing twice (or over a subclass) is a no-op.
 MARK_ATTR = "__reprolog_wrapped__"
