@@ -166,6 +166,27 @@ def test_given_run_is_used_and_left_running(xy, store_dir):
     assert record.params["C"] == 1.0 and not record.artifacts
 
 
+def test_the_active_run_is_adopted_with_params_under_sklearn(xy, store_dir):
+    X, y = xy
+    with reprolog.init("exp", dir=store_dir, params={"C": "mine"}) as run:
+        Tracked(LogisticRegression(C=2.0), log_model=False).fit(X, y)
+        assert run.status == "running"
+    record = _only_run(store_dir)
+    assert (record.name, record.status) == ("exp", "completed")
+    assert record.params["C"] == "mine"  # the user's own param is never overwritten
+    assert record.params["sklearn.C"] == 2.0
+    assert len(record.metrics(keys=["training_score"])) == 1
+
+
+def test_a_name_asks_for_a_run_of_its_own(xy, store_dir):
+    X, y = xy
+    with reprolog.init("outer", dir=store_dir, capture=False):
+        Tracked(LogisticRegression(), name="inner", dir=store_dir, log_model=False).fit(X, y)
+    runs = reprolog.Store(store_dir).runs()
+    assert sorted(runs["name"]) == ["inner", "outer"]
+    assert set(runs["status"]) == {"completed"}
+
+
 def test_failed_fit_ends_run_failed_and_raises(store_dir):
     with pytest.raises(ValueError, match="Input X contains NaN"):
         Tracked(LogisticRegression()).fit(np.full((4, 2), np.nan), [0, 1, 0, 1])

@@ -82,11 +82,11 @@ def record_fit(
 
 
 class _Session:
-    """One recorded fit: owns the run it started, attaches to a given one otherwise."""
+    """One recorded fit, into the run the core's `reprolog.RunOwner` picks for it."""
 
-    def __init__(self, run: Any, owned: bool, estimator: Any, options: Options) -> None:
-        self.run = run
-        self.owned = owned
+    def __init__(self, owner: reprolog.RunOwner, estimator: Any, options: Options) -> None:
+        self.owner = owner
+        self.run: Any = owner.run
         self.estimator = estimator
         self.options = options
         self.tmp: Path | None = None
@@ -94,37 +94,31 @@ class _Session:
 
     @classmethod
     def start(cls, estimator: Any, options: Options) -> _Session | None:
-        if options.run is not None:
-            return cls(options.run, False, estimator, options)
-        parent = reprolog.active_run()
-        try:
-            run = reprolog.init(
-                options.name or type(estimator).__name__,
-                experiment=options.experiment,
-                dir=options.dir,
-                capture=options.capture,
+        # Only what the user set counts as asking for a run of its own; a `with
+        # reprolog.init():` around the fit is adopted otherwise (params under "sklearn.").
+        init_kwargs: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("name", options.name),
+                ("experiment", options.experiment),
+                ("dir", options.dir),
             )
-        except reprolog.ArgumentError:
-            raise  # a bad name/experiment/dir is the user's to fix, not a capture failure
-        except Exception as exc:  # an unwritable store must not stop the fit
-            logger.warning("reprolog: could not start a run for this fit (%s); fitting anyway", exc)
+            if value is not None
+        }
+        if not options.capture:
+            init_kwargs["capture"] = False
+        owner = reprolog.RunOwner(
+            "sklearn", options.run, init_kwargs, defaults={"name": type(estimator).__name__}
+        )
+        # A bad name/experiment/dir raises ArgumentError: the user's to fix. An unwritable
+        # store gives None: the fit goes on unrecorded.
+        if owner.open() is None:
             return None
-        session = cls(run, True, estimator, options)
-        if parent is not None:
-            # Never write into a run we did not start; link to it instead.
-            session.guard("parent run", lambda: run.set_tags({"sklearn.parent_run": parent.id}))
-        return session
+        return cls(owner, estimator, options)
 
     def guard(self, what: str, step: Callable[[], Any]) -> Any:
         """Run one capture step; a failure is recorded in the run, never raised."""
-        try:
-            return step()
-        except Exception as exc:
-            try:
-                self.run.record_capture_error(f"sklearn: {what}", exc)
-            except Exception:  # the run itself is unusable: nothing left to record into
-                logger.warning("reprolog: sklearn capture of %s failed (%s)", what, exc)
-            return None
+        return self.owner.guard(what, step)
 
     # ------------------------------------------------------------------ before the fit
 
@@ -137,7 +131,7 @@ class _Session:
             **{str(k): str(v) for k, v in (opts.tags or {}).items()},
         }
         self.guard("tags", lambda: self.run.set_tags(tags))
-        self.guard("params", lambda: self.run.log_params(_extract.estimator_params(est)))
+        self.guard("params", lambda: self.owner.log_params(_extract.estimator_params(est)))
         self.facts.update(
             estimator=_extract.qualified_name(est),
             fit_method=method,
@@ -267,18 +261,11 @@ class _Session:
         if error is not None:
             self.guard("failure", lambda: self.run.update_section(SECTION, self.facts))
         try:
-            if self.owned:
-                if error is None:
-                    self.run.finish("completed")
-                elif isinstance(error, KeyboardInterrupt):
-                    self.run.finish("interrupted", error=error)
-                else:
-                    self.run.finish("failed", error=error)
-            elif self.tmp is not None:
+            owned = self.owner.owns
+            self.owner.close(error)  # finishes only a run this fit started, truly
+            if not owned and self.tmp is not None:
                 # The user's run lives on: wait for its copies before deleting their sources.
-                wait = getattr(self.run, "wait", None)
-                if callable(wait):
-                    wait()
+                self.run.wait()
         except Exception as exc:
             logger.warning("reprolog: could not end the sklearn run (%s)", exc)
         finally:

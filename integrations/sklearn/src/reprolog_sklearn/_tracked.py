@@ -72,8 +72,11 @@ class Tracked(MetaEstimatorMixin, BaseEstimator):  # type: ignore[misc]
 
     Args:
         estimator: the estimator to fit and record.
-        run: a live `reprolog.Run` to record into (left running). None: each top-level
-            fit starts its own run and ends it with the true status.
+        run: a live `reprolog.Run` to record into (left running). None: the run you have
+            open (`reprolog.active_run()`) is used the same way, with the params under
+            `sklearn.`, unless `name`, `experiment`, `dir` or `capture=False` ask for a run
+            of its own; else each top-level fit starts its own run and ends it with the true
+            status (the policy of `reprolog.RunOwner`).
         name: name of the runs this wrapper starts; None: the estimator's class name.
         experiment: experiment of the runs it starts.
         dir: store folder of the runs it starts; None: `$REPROLOG_DIR` or `./.reprolog`.
