@@ -35,3 +35,59 @@ def import_time(module: str, repeats: int = 5) -> float:
 
 def row(label: str, value: str, target: str = "", note: str = "") -> None:
     print(f"  {label:<58} {value:>14}  {target:<12} {note}")
+
+
+class HookTimer:
+    """Stopwatches around some methods of one object: time spent inside them, and calls.
+
+    The wrappers are instance attributes, so a framework that looks hooks up by name on the
+    instance (Lightning, Keras, transformers all do) calls them; the class is left alone.
+    """
+
+    def __init__(self, obj: Any, names: list[str]) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(names, 0.0)
+        self.calls: dict[str, int] = dict.fromkeys(names, 0)
+        for name in names:
+            setattr(obj, name, self._wrap(name, getattr(obj, name)))
+
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+                self.calls[name] += 1
+
+        return timed
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def paired_median(a: list[float], b: list[float]) -> float:
+    """Median of the per-repeat differences a[i] - b[i] (interleaved repeats: drift cancels)."""
+    return statistics.median(x - y for x, y in zip(a, b, strict=True))
+
+
+def emit_results(results: list[dict[str, Any]]) -> None:
+    """Print the figures as one machine-read line, for bench_integrations.py."""
+    import json
+
+    print("RESULTS " + json.dumps(results))
+
+
+def profile_top(fn: Callable[[], Any], *, only: str, n: int = 15) -> None:
+    """Run fn under cProfile and print the n entries with the most own time in files matching
+    `only` (e.g. "reprolog"): where a callback's per-step cost goes."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime")
+    print(f"cProfile, top {n} by own time in files matching {only!r}:")
+    stats.print_stats(only, n)
