@@ -109,3 +109,35 @@ def test_env_switch_alone_records_a_script_with_no_reprolog_code(tmp_path: Path,
     (row,) = store.runs().itertuples()
     assert row.status == "completed"
     assert sorted(store.run(row.id).metrics(keys=["loss"])["step"]) == [0, 1, 2]
+
+
+_BORING = """
+from lightning.pytorch import Trainer
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+trainer = Trainer(max_steps=4, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                  enable_model_summary=False, enable_checkpointing=False, accelerator="cpu")
+trainer.fit(BoringModel())
+"""
+
+
+def test_boring_model_with_no_reprolog_code_has_its_per_step_loss(tmp_path: Path) -> None:
+    # Lightning's own demo returns its loss from training_step and never calls self.log.
+    script = tmp_path / "boring.py"
+    script.write_text(textwrap.dedent(_BORING))
+    env = {**os.environ, "REPROLOG_AUTOLOG": "1", "REPROLOG_DIR": str(tmp_path / "store")}
+    env["PYTHONWARNINGS"] = "ignore"
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = reprolog.Store(tmp_path / "store")
+    (row,) = store.runs().itertuples()
+    assert row.status == "completed"
+    loss = store.run(row.id).metrics(keys=["train/returned_loss"])
+    assert sorted(loss["step"]) == [0, 1, 2, 3]

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import reprolog
 
-_log = logging.getLogger("reprolog_lightning")
+_log = logging.getLogger("reprolog.lightning")
 
 
 class MetricSink(Protocol):
