@@ -52,3 +52,19 @@ def test_a_failing_callback_is_logged_and_the_import_still_works(
         module = importlib.import_module(fresh_module)
     assert module.VALUE == 41
     assert "after importing" in caplog.text and "boom" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "callback", "match"),
+    [
+        ("", print, "full dotted name"),
+        (".relative", print, "full dotted name"),
+        (3, print, "full dotted name"),
+        ("json", "not callable", "callback must be callable"),
+    ],
+)
+def test_bad_arguments_say_what_they_got(name: object, callback: object, match: str) -> None:
+    import reprolog
+
+    with pytest.raises(reprolog.ArgumentError, match=match):
+        reprolog.when_imported(name, callback)  # type: ignore[arg-type]

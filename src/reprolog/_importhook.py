@@ -12,6 +12,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from reprolog._errors import ArgumentError
+
 logger = logging.getLogger("reprolog")
 
 _callbacks: dict[str, list[Callable[[ModuleType], None]]] = {}
@@ -23,8 +25,26 @@ def when_imported(name: str, callback: Callable[[ModuleType], None]) -> None:
     """Call `callback(module)` once module `name` is imported: now if it already is.
 
     Callbacks run right after the module's own code, before `import` returns to the user. A
-    failing callback is logged and never breaks the import.
+    failing callback is logged and never breaks the import. Integrations use it to patch a
+    framework only when the application imports it, never importing it themselves.
+
+    Args:
+        name: the module's full dotted name (`"transformers.trainer"`).
+        callback: called once with the module object.
+
+    Raises:
+        ArgumentError: `name` is not a non-empty str or `callback` is not callable.
+
+    Example:
+        >>> reprolog.when_imported("sklearn", lambda mod: print(mod.__version__))  # doctest: +SKIP
     """
+    if not isinstance(name, str) or not name or name.startswith("."):
+        raise ArgumentError(f"name must be a module's full dotted name, got {name!r}")
+    if not callable(callback):
+        raise ArgumentError(
+            f"callback must be callable with the module, got {type(callback).__name__}: "
+            f"{callback!r}"
+        )
     module = sys.modules.get(name)
     if module is not None:
         _call(name, callback, module)
