@@ -70,6 +70,15 @@ def paired_median(a: list[float], b: list[float]) -> float:
     return statistics.median(x - y for x, y in zip(a, b, strict=True))
 
 
+def paired_spread(a: list[float], b: list[float]) -> float:
+    """Half the interquartile range of the per-repeat differences: the noise in paired_median."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2:
+        return float("nan")
+    q1, _, q3 = statistics.quantiles(diffs, n=4, method="inclusive")
+    return (q3 - q1) / 2
+
+
 def emit_results(results: list[dict[str, Any]]) -> None:
     """Print the figures as one machine-read line, for bench_integrations.py."""
     import json
