@@ -47,6 +47,7 @@ class HookTimer:
     def __init__(self, obj: Any, names: list[str]) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(names, 0.0)
         self.calls: dict[str, int] = dict.fromkeys(names, 0)
+        self.durations: dict[str, list[float]] = {name: [] for name in names}
         for name in names:
             setattr(obj, name, self._wrap(name, getattr(obj, name)))
 
@@ -56,13 +57,20 @@ class HookTimer:
             try:
                 return method(*args, **kwargs)
             finally:
-                self.seconds[name] += time.perf_counter() - start
+                took = time.perf_counter() - start
+                self.seconds[name] += took
                 self.calls[name] += 1
+                self.durations[name].append(took)
 
         return timed
 
     def total(self) -> float:
+        """All seconds inside the hooks, one-off work (a first call that sets up) included."""
         return sum(self.seconds.values())
+
+    def typical(self) -> float:
+        """Seconds inside the hooks had every call taken its hook's median: the steady cost."""
+        return sum(statistics.median(d) * len(d) for d in self.durations.values() if d)
 
 
 def paired_median(a: list[float], b: list[float]) -> float:
