@@ -89,7 +89,7 @@ def test_failed_attach_warns_once_and_still_meets(
     strategy = _Strategy(from_rank0=(run.id, str(tmp_path)))
     callback = ReprologCallback(all_ranks=True)
     t = _trainer(1, strategy)
-    with caplog.at_level(logging.WARNING, logger="reprolog_lightning"):
+    with caplog.at_level(logging.WARNING, logger="reprolog"):
         for stage in ("fit", "test"):
             callback.setup(t, None, stage)
             t._logger_connector.log_metrics({"x": 1.0}, 0)
@@ -103,14 +103,12 @@ def test_failed_attach_warns_once_and_still_meets(
 def test_rank_zero_without_a_run_still_answers_and_no_rank_meets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def refuse(**kwargs: Any) -> Any:
-        raise reprolog.StoreError("store is read-only")
-
-    monkeypatch.setattr(reprolog, "init", refuse)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the store folder should go: no run can start")
     strategy = _Strategy()
-    callback = ReprologCallback(dir=tmp_path, all_ranks=True)
+    callback = ReprologCallback(dir=blocker / "store", all_ranks=True)
     t = _trainer(0, strategy)
-    with caplog.at_level(logging.WARNING, logger="reprolog_lightning"):
+    with caplog.at_level(logging.WARNING, logger="reprolog"):
         callback.setup(t, None, "fit")
         callback.teardown(t, None, "fit")
     # The others wait in the broadcast: rank 0 answers None, and then nobody meets.

@@ -141,7 +141,7 @@ def to_floats(values: dict[str, Any]) -> dict[str, float]:
         return out
     try:
         floats = torch.stack([t.to(torch.float64) for t in tensors]).tolist()
-    except RuntimeError:  # tensors on several devices: one transfer each
+    except (RuntimeError, TypeError):  # several devices, or no float64 (MPS): one each
         floats = [t.item() for t in tensors]
     out.update(zip(keys, floats, strict=True))
     return out
