@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -244,6 +244,9 @@ run.finish()
 class Server:
     """`reprolog ui --dir STORE --port 0 --no-open` as a subprocess, with an RSS sampler."""
 
+    #: the command up to `--dir` (replaceable with --server-cmd, to bench another build)
+    command: ClassVar[list[str]] = [sys.executable, "-m", "reprolog._cli.__main__", "ui"]
+
     def __init__(self, store: Path, log: Path) -> None:
         self.store = store
         self.log_path = log
@@ -257,8 +260,7 @@ class Server:
         import psutil
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
-        cmd = [sys.executable, "-m", "reprolog._cli.__main__"]
-        cmd += ["ui", "--dir", str(self.store), "--port", "0", "--no-open"]
+        cmd = [*self.command, "--dir", str(self.store), "--port", "0", "--no-open"]
         start = time.perf_counter()
         self._err = self.log_path.open("w")
         self.proc = subprocess.Popen(
@@ -638,40 +640,24 @@ def downsample_study(store: Path, ids: list[str], keys: list[str], repeats: int)
 
 
 class CpuWatch:
-    """CPU seconds this machine spent outside this bench (and its reaped children)."""
+    """How busy the machine was just before and just after the bench (2 s samples)."""
 
     def __init__(self) -> None:
         import psutil
 
         self._psutil = psutil
         self.load_start = os.getloadavg()[0]
-        self.busy0 = self._busy()
-        self.own0 = self._own()
+        self.busy_before = psutil.cpu_percent(interval=2.0)
         self.wall0 = time.perf_counter()
-
-    def _busy(self) -> float:
-        t = self._psutil.cpu_times()
-        return float(t.user + t.system + getattr(t, "nice", 0.0))
-
-    @staticmethod
-    def _own() -> float:
-        import resource
-
-        total = 0.0
-        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-            r = resource.getrusage(who)
-            total += r.ru_utime + r.ru_stime
-        return total
 
     def line(self, chromium: str) -> str:
         wall = time.perf_counter() - self.wall0
-        other = max(0.0, (self._busy() - self.busy0) - (self._own() - self.own0))
-        cores = os.cpu_count() or 1
+        busy_after = self._psutil.cpu_percent(interval=2.0)
         return (
-            f"machine: {cores} cores; load average {self.load_start:.1f} at start,"
-            f" {os.getloadavg()[0]:.1f} at end; other processes used {other:.0f} CPU-s of"
-            f" {wall * cores:.0f} available ({other / max(1e-9, wall * cores):.0%}) while this"
-            f" ran for {wall:.0f} s; Chromium {chromium}"
+            f"machine: {os.cpu_count()} cores, shared; CPU busy {self.busy_before:.0f}% in the 2 s"
+            f" before the bench and {busy_after:.0f}% in the 2 s after it (other work);"
+            f" load average {self.load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end;"
+            f" ran {wall:.0f} s; Chromium {chromium}"
         )
 
 
@@ -690,7 +676,12 @@ def main() -> None:
     parser.add_argument("--skip-browser", action="store_true", help="server timings only")
     parser.add_argument("--study", action="store_true", help="also time downsampling directly")
     parser.add_argument("--build-only", action="store_true", help="build the stores and stop")
+    parser.add_argument(
+        "--server-cmd", help="the server command before `--dir` (default: python -m reprolog ui)"
+    )
     args = parser.parse_args()
+    if args.server_cmd:
+        Server.command = args.server_cmd.split()
     sizes = QUICK if args.quick else Sizes()
     repeats = args.repeats or (2 if args.quick else 5)
     workdir = args.workdir / ("quick" if args.quick else "full")
