@@ -129,3 +129,13 @@ def test_bad_user_init_arguments_are_raised_at_open(store_dir: Path) -> None:
     owner = RunOwner("mylib", init_kwargs={"name": 5, "dir": store_dir})
     with pytest.raises(reprolog.ArgumentError, match="name must be a str"):
         owner.open()
+
+
+def test_opening_again_before_closing_ends_the_unended_run_failed(store_dir: Path) -> None:
+    owner = RunOwner("mylib", defaults={"dir": store_dir, "capture": False})
+    first = owner.open()
+    second = owner.open()
+    assert first is not None and second is not None and first is not second
+    assert first.status == "failed" and second.status == "running"
+    assert "before this one ended" in (_record(first).error or {})["message"]
+    owner.close(None)

@@ -121,6 +121,9 @@ class RunOwner:
         Raises:
             ArgumentError: the user's init arguments are invalid (theirs to fix).
         """
+        if self._owns and self._run is not None:
+            # The last training never told how it ended; "completed" would be a guess.
+            self.close(RuntimeError("a new training started before this one ended"))
         self._owns = self._adopted = False
         self._reported = set()  # each run records its own first failures
         if self._given is not None:
