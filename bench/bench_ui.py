@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -468,7 +469,13 @@ def runs_page(browser: Browser, url: str, repeats: int) -> tuple[list[float], di
             times.append(got["rows"])
             rows = page.evaluate("document.querySelectorAll('.vt-row').length")
             fetches = page.evaluate(RESOURCES_JS, "/runs.json")
-            breakdown = {"rows_in_dom": rows, "runs_json": fetches, "rows_seen": got["rowsSeen"]}
+            static = page.evaluate(RESOURCES_JS, "/static/")
+            breakdown = {
+                "rows_in_dom": rows,
+                "runs_json": fetches,
+                "rows_seen": got["rowsSeen"],
+                "static_end": max((f["end"] for f in static), default=0.0),
+            }
     return times, breakdown
 
 
@@ -636,6 +643,62 @@ def downsample_study(store: Path, ids: list[str], keys: list[str], repeats: int)
             row(f"{name}, {label}", f"{med * 1000:.0f} ms")
 
 
+# ------------------------------------------------------------------ profiling the server
+
+
+@contextmanager
+def profiled(pid: int, out: Path, enabled: bool) -> Iterator[None]:
+    """Sample the server with py-spy while the block runs; print where its time went."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not enabled or not Path(spy).exists():
+        if enabled:
+            print("  (py-spy not installed: no profile)")
+        yield
+        return
+    cmd = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+    proc = subprocess.Popen(
+        [*cmd, "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.0)  # let it attach
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        if out.exists():
+            print_profile(out)
+        else:
+            print(f"  (py-spy wrote no profile: {err.strip()[-200:]})")
+
+
+def print_profile(path: Path, top: int = 8) -> None:
+    """The top functions of a py-spy raw (collapsed) profile: own and inclusive samples."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return
+    print(f"  profile: {total} samples of busy threads, {path}")
+    for label, table in (("own", own), ("inclusive, reprolog only", inclusive)):
+        items = sorted(table.items(), key=lambda kv: -kv[1])
+        if label.startswith("inclusive"):
+            items = [kv for kv in items if "reprolog" in kv[0]]
+        print(f"    top {label}:")
+        for frame, n in items[:top]:
+            print(f"      {n / total:6.1%}  {frame[:110]}")
+
+
 # ------------------------------------------------------------------ the report
 
 
@@ -675,6 +738,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="default 5 (--quick: 2)")
     parser.add_argument("--skip-browser", action="store_true", help="server timings only")
     parser.add_argument("--study", action="store_true", help="also time downsampling directly")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server's series calls")
     parser.add_argument("--build-only", action="store_true", help="build the stores and stop")
     parser.add_argument(
         "--server-cmd", help="the server command before `--dir` (default: python -m reprolog ui)"
@@ -710,7 +774,8 @@ def main() -> None:
         print(f"\nruns: {n:,} runs (server: reprolog ui on the runs10k store)")
         with Server(runs_root, workdir / "server-runs.log") as srv:
             row("server start to URL printed", f"{srv.started_s:.2f} s")
-            t = time_get(client, f"{srv.url}/runs.json", repeats)
+            with profiled(srv.proc.pid, workdir / "profile-runs.txt", args.profile):
+                t = time_get(client, f"{srv.url}/runs.json", repeats)
             result["runs_json"] = t.median
             row("GET /runs.json, first request (cold)", f"{t.cold * 1000:.0f} ms")
             own = f"server's elapsed_ms {t.server_ms:.0f}" if t.server_ms is not None else ""
@@ -729,6 +794,10 @@ def main() -> None:
                     f = fetches[-1]
                     row("  of which: /runs.json fetch start, first byte, last byte",
                         f"{f['start']:.0f}/{f['ttfb']:.0f}/{f['end']:.0f} ms")  # fmt: skip
+                row(
+                    "  of which: last /static/ file (shell, css, js) loaded",
+                    f"{info['static_end']:.0f} ms",
+                )
                 row("  rows in the DOM (virtualised)", str(info["rows_in_dom"]))
             refs = ",".join(ids)
             t = time_get(client, f"{srv.url}/compare.json?runs={refs}", repeats)
@@ -760,7 +829,8 @@ def main() -> None:
             row("GET /series.json, 3 keys in one request", f"{t.median * 1000:.0f} ms", "",
                 f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
             urls = [srv.url + series_url(ids, [k]) for k in keys]
-            cold, med = time_concurrent(client, urls, repeats)
+            with profiled(srv.proc.pid, workdir / "profile-series.txt", args.profile):
+                cold, med = time_concurrent(client, urls, repeats)
             row("GET /series.json x3 keys at once (as the page does)", f"{med * 1000:.0f} ms",
                 "", f"cold {cold * 1000:.0f} ms")  # fmt: skip
             if br is not None:
