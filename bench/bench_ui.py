@@ -242,6 +242,10 @@ run.finish()
 # ------------------------------------------------------------------ the server
 
 
+class ServerUnavailable(RuntimeError):
+    """The server command did not start (not installed yet, or it failed)."""
+
+
 class Server:
     """`reprolog ui --dir STORE --port 0 --no-open` as a subprocess, with an RSS sampler."""
 
@@ -283,7 +287,7 @@ class Server:
         if not first.wait(120) or not self.url:
             self.proc.kill()
             err = self.log_path.read_text()[-2000:]
-            raise SystemExit(f"server did not print its URL: {self.lines[:5]} {err}")
+            raise ServerUnavailable(f"it printed no URL: {self.lines[:3]} {err.strip()[-300:]}")
         self.started_s = time.perf_counter() - start
         self.ps = psutil.Process(self.proc.pid)
         threading.Thread(target=self._sample, daemon=True).start()
@@ -767,122 +771,142 @@ def main() -> None:
         ("runs_page", "runs_json", "compare", "run_page", "live", "rss"), None
     )
     chromium = "not used"
-    with httpx.Client(timeout=120) as client, contextmanager_or_none(not args.skip_browser) as br:
-        if br is not None:
-            chromium = br.version
-        n = sizes.runs
-        print(f"\nruns: {n:,} runs (server: reprolog ui on the runs10k store)")
-        with Server(runs_root, workdir / "server-runs.log") as srv:
-            row("server start to URL printed", f"{srv.started_s:.2f} s")
-            with profiled(srv.proc.pid, workdir / "profile-runs.txt", args.profile):
-                t = time_get(client, f"{srv.url}/runs.json", repeats)
-            result["runs_json"] = t.median
-            row("GET /runs.json, first request (cold)", f"{t.cold * 1000:.0f} ms")
-            own = f"server's elapsed_ms {t.server_ms:.0f}" if t.server_ms is not None else ""
-            row("GET /runs.json, median (wall, to the last byte)", f"{t.median * 1000:.0f} ms",
-                "<= 300 ms", f"{t.nbytes / 1e6:.1f} MB; {own}")  # fmt: skip
-            where = "/runs.json?where=" + httpx.QueryParams({"w": '"params.lr" < 0.001'})["w"]
-            t = time_get(client, srv.url + where, repeats)
-            row("GET /runs.json?where=params.lr < 0.001", f"{t.median * 1000:.0f} ms")
+    points = big_info["points"]
+    try:
+        with (
+            httpx.Client(timeout=120) as client,
+            contextmanager_or_none(not args.skip_browser) as br,
+        ):
             if br is not None:
-                times, info = runs_page(br, srv.url, repeats)
-                result["runs_page"] = statistics.median(times) / 1000
-                row("runs page: request to first rows painted", f"{result['runs_page']:.2f} s",
-                    "<= 1 s", f"all {[round(x) for x in times]} ms")  # fmt: skip
-                fetches = info["runs_json"]
-                if fetches:
-                    f = fetches[-1]
-                    row("  of which: /runs.json fetch start, first byte, last byte",
-                        f"{f['start']:.0f}/{f['ttfb']:.0f}/{f['end']:.0f} ms")  # fmt: skip
-                row(
-                    "  of which: last /static/ file (shell, css, js) loaded",
-                    f"{info['static_end']:.0f} ms",
-                )
-                row("  rows in the DOM (virtualised)", str(info["rows_in_dom"]))
-            refs = ",".join(ids)
-            t = time_get(client, f"{srv.url}/compare.json?runs={refs}", repeats)
-            row(f"GET /compare.json, {len(ids)} runs, in the {n:,}-run store",
-                f"{t.median * 1000:.0f} ms", "", f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
-            urls = [srv.url + series_url(ids, [k]) for k in keys]
-            cold, med = time_concurrent(client, urls, repeats)
-            row(f"GET /series.json x{len(keys)} keys at once, same store",
-                f"{med * 1000:.0f} ms", "", f"cold {cold * 1000:.0f} ms")  # fmt: skip
-            if br is not None:
-                times, info = compare_page(br, srv.url, ids, len(keys), 1)
-                row("compare page in the same store, all charts drawn", f"{times[0] / 1000:.2f} s")
-            result["rss"] = srv.rss() / 2**20
-            row("server RSS after the runs page and a 50-run compare", f"{result['rss']:.0f} MB",
-                "<= 500 MB", f"peak {srv.peak / 2**20:.0f} MB")  # fmt: skip
-
-        print(f"\ncompare: {len(ids)} runs x {len(keys)} keys x {sizes.cmp_steps:,} steps")
-        with Server(cmp_root, workdir / "server-compare.log") as srv:
-            refs = ",".join(ids)
-            t = time_get(client, f"{srv.url}/compare.json?runs={refs}", repeats)
-            row(
-                "GET /compare.json", f"{t.median * 1000:.0f} ms", "", f"cold {t.cold * 1000:.0f} ms"
-            )
-            t = time_get(client, srv.url + series_url(ids, keys[:1]), repeats)
-            own = f"; elapsed_ms {t.server_ms:.0f}" if t.server_ms is not None else ""
-            row("GET /series.json, 1 key, width 1000", f"{t.median * 1000:.0f} ms", "",
-                f"cold {t.cold * 1000:.0f} ms; {t.nbytes / 1e3:.0f} kB{own}")  # fmt: skip
-            t = time_get(client, srv.url + series_url(ids, keys), repeats)
-            row("GET /series.json, 3 keys in one request", f"{t.median * 1000:.0f} ms", "",
-                f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
-            urls = [srv.url + series_url(ids, [k]) for k in keys]
-            with profiled(srv.proc.pid, workdir / "profile-series.txt", args.profile):
-                cold, med = time_concurrent(client, urls, repeats)
-            row("GET /series.json x3 keys at once (as the page does)", f"{med * 1000:.0f} ms",
-                "", f"cold {cold * 1000:.0f} ms")  # fmt: skip
-            if br is not None:
-                times, info = compare_page(br, srv.url, ids, len(keys), repeats)
-                result["compare"] = statistics.median(times) / 1000
-                row("compare page: request to all charts drawn", f"{result['compare']:.2f} s",
-                    "<= 2 s", f"all {[round(x) for x in times]} ms; {info['in_view']} in view"
-                    + (" (scrolled to the rest)" if info["scrolled"] else ""))  # fmt: skip
-                for name in ("compare_json", "series_json"):
-                    for f in info[name]:
-                        row(f"  {name}: start, first byte, last byte",
+                chromium = br.version
+            n = sizes.runs
+            print(f"\nruns: {n:,} runs (server: reprolog ui on the runs10k store)")
+            with Server(runs_root, workdir / "server-runs.log") as srv:
+                row("server start to URL printed", f"{srv.started_s:.2f} s")
+                with profiled(srv.proc.pid, workdir / "profile-runs.txt", args.profile):
+                    t = time_get(client, f"{srv.url}/runs.json", repeats)
+                result["runs_json"] = t.median
+                row("GET /runs.json, first request (cold)", f"{t.cold * 1000:.0f} ms")
+                own = f"server's elapsed_ms {t.server_ms:.0f}" if t.server_ms is not None else ""
+                row("GET /runs.json, median (wall, to the last byte)", f"{t.median * 1000:.0f} ms",
+                    "<= 300 ms", f"{t.nbytes / 1e6:.1f} MB; {own}")  # fmt: skip
+                where = "/runs.json?where=" + httpx.QueryParams({"w": '"params.lr" < 0.001'})["w"]
+                t = time_get(client, srv.url + where, repeats)
+                row("GET /runs.json?where=params.lr < 0.001", f"{t.median * 1000:.0f} ms")
+                if br is not None:
+                    times, info = runs_page(br, srv.url, repeats)
+                    result["runs_page"] = statistics.median(times) / 1000
+                    row("runs page: request to first rows painted", f"{result['runs_page']:.2f} s",
+                        "<= 1 s", f"all {[round(x) for x in times]} ms")  # fmt: skip
+                    fetches = info["runs_json"]
+                    if fetches:
+                        f = fetches[-1]
+                        row("  of which: /runs.json fetch start, first byte, last byte",
                             f"{f['start']:.0f}/{f['ttfb']:.0f}/{f['end']:.0f} ms")  # fmt: skip
-            row("server RSS after it", f"{srv.rss() / 2**20:.0f} MB", "",
-                f"peak {srv.peak / 2**20:.0f} MB")  # fmt: skip
+                    row(
+                        "  of which: last /static/ file (shell, css, js) loaded",
+                        f"{info['static_end']:.0f} ms",
+                    )
+                    row("  rows in the DOM (virtualised)", str(info["rows_in_dom"]))
+                refs = ",".join(ids)
+                t = time_get(client, f"{srv.url}/compare.json?runs={refs}", repeats)
+                row(f"GET /compare.json, {len(ids)} runs, in the {n:,}-run store",
+                    f"{t.median * 1000:.0f} ms", "", f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
+                urls = [srv.url + series_url(ids, [k]) for k in keys]
+                cold, med = time_concurrent(client, urls, repeats)
+                row(f"GET /series.json x{len(keys)} keys at once, same store",
+                    f"{med * 1000:.0f} ms", "", f"cold {cold * 1000:.0f} ms")  # fmt: skip
+                if br is not None:
+                    times, info = compare_page(br, srv.url, ids, len(keys), 1)
+                    row(
+                        "compare page in the same store, all charts drawn",
+                        f"{times[0] / 1000:.2f} s",
+                    )
+                result["rss"] = srv.rss() / 2**20
+                rss_label = "server RSS after the runs page and a 50-run compare"
+                peak = f"peak {srv.peak / 2**20:.0f} MB"
+                row(rss_label, f"{result['rss']:.0f} MB", "<= 500 MB", peak)
 
-        points = big_info["points"]
-        print(f"\nrun page: one run of {points:,} points ({sizes.big_keys} keys)")
-        with Server(big_root, workdir / "server-million.log") as srv:
-            rid = big_info["id"]
-            t = time_get(client, f"{srv.url}/runs/{rid}.json", repeats)
-            row(
-                "GET /runs/<id>.json",
-                f"{t.median * 1000:.0f} ms",
-                "",
-                f"cold {t.cold * 1000:.0f} ms",
-            )
-            big_keys = [f"metric_{k:02d}" for k in range(sizes.big_keys)]
-            t = time_get(client, srv.url + series_url([rid], big_keys[:1]), repeats)
-            row("GET /series.json, 1 key", f"{t.median * 1000:.0f} ms", "",
-                f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
-            urls = [srv.url + series_url([rid], [k]) for k in big_keys]
-            cold, med = time_concurrent(client, urls, repeats)
-            row(f"GET /series.json x{len(big_keys)} keys at once", f"{med * 1000:.0f} ms", "",
-                f"cold {cold * 1000:.0f} ms")  # fmt: skip
+            print(f"\ncompare: {len(ids)} runs x {len(keys)} keys x {sizes.cmp_steps:,} steps")
+            with Server(cmp_root, workdir / "server-compare.log") as srv:
+                refs = ",".join(ids)
+                t = time_get(client, f"{srv.url}/compare.json?runs={refs}", repeats)
+                row(
+                    "GET /compare.json",
+                    f"{t.median * 1000:.0f} ms",
+                    "",
+                    f"cold {t.cold * 1000:.0f} ms",
+                )
+                t = time_get(client, srv.url + series_url(ids, keys[:1]), repeats)
+                own = f"; elapsed_ms {t.server_ms:.0f}" if t.server_ms is not None else ""
+                row("GET /series.json, 1 key, width 1000", f"{t.median * 1000:.0f} ms", "",
+                    f"cold {t.cold * 1000:.0f} ms; {t.nbytes / 1e3:.0f} kB{own}")  # fmt: skip
+                t = time_get(client, srv.url + series_url(ids, keys), repeats)
+                row("GET /series.json, 3 keys in one request", f"{t.median * 1000:.0f} ms", "",
+                    f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
+                urls = [srv.url + series_url(ids, [k]) for k in keys]
+                with profiled(srv.proc.pid, workdir / "profile-series.txt", args.profile):
+                    cold, med = time_concurrent(client, urls, repeats)
+                row("GET /series.json x3 keys at once (as the page does)", f"{med * 1000:.0f} ms",
+                    "", f"cold {cold * 1000:.0f} ms")  # fmt: skip
+                if br is not None:
+                    times, info = compare_page(br, srv.url, ids, len(keys), repeats)
+                    result["compare"] = statistics.median(times) / 1000
+                    row("compare page: request to all charts drawn", f"{result['compare']:.2f} s",
+                        "<= 2 s", f"all {[round(x) for x in times]} ms; {info['in_view']} in view"
+                        + (" (scrolled to the rest)" if info["scrolled"] else ""))  # fmt: skip
+                    for name in ("compare_json", "series_json"):
+                        for f in info[name]:
+                            row(f"  {name}: start, first byte, last byte",
+                                f"{f['start']:.0f}/{f['ttfb']:.0f}/{f['end']:.0f} ms")  # fmt: skip
+                row("server RSS after it", f"{srv.rss() / 2**20:.0f} MB", "",
+                    f"peak {srv.peak / 2**20:.0f} MB")  # fmt: skip
+
+            print(f"\nrun page: one run of {points:,} points ({sizes.big_keys} keys)")
+            with Server(big_root, workdir / "server-million.log") as srv:
+                rid = big_info["id"]
+                t = time_get(client, f"{srv.url}/runs/{rid}.json", repeats)
+                row(
+                    "GET /runs/<id>.json",
+                    f"{t.median * 1000:.0f} ms",
+                    "",
+                    f"cold {t.cold * 1000:.0f} ms",
+                )
+                big_keys = [f"metric_{k:02d}" for k in range(sizes.big_keys)]
+                t = time_get(client, srv.url + series_url([rid], big_keys[:1]), repeats)
+                row("GET /series.json, 1 key", f"{t.median * 1000:.0f} ms", "",
+                    f"cold {t.cold * 1000:.0f} ms")  # fmt: skip
+                urls = [srv.url + series_url([rid], [k]) for k in big_keys]
+                cold, med = time_concurrent(client, urls, repeats)
+                row(f"GET /series.json x{len(big_keys)} keys at once", f"{med * 1000:.0f} ms", "",
+                    f"cold {cold * 1000:.0f} ms")  # fmt: skip
+                if br is not None:
+                    heads, charts, info = run_page(br, srv.url, rid, repeats)
+                    head = statistics.median(heads) / 1000
+                    drawn = statistics.median(charts) / 1000
+                    result["run_page"] = max(head, drawn) if not info["after_scroll"] else head
+                    row("run page: request to the run header painted", f"{head:.2f} s", "<= 1 s",
+                        f"all {[round(x) for x in heads]} ms")  # fmt: skip
+                    how = (
+                        "after scrolling to #metrics"
+                        if info["after_scroll"]
+                        else "from the request"
+                    )
+                    row(f"  {info['charts_in_view']} charts in view drawn, {how}", f"{drawn:.2f} s",
+                        "", f"all {[round(x) for x in charts]} ms")  # fmt: skip
+                row("server RSS after it", f"{srv.rss() / 2**20:.0f} MB")
+
             if br is not None:
-                heads, charts, info = run_page(br, srv.url, rid, repeats)
-                head = statistics.median(heads) / 1000
-                drawn = statistics.median(charts) / 1000
-                result["run_page"] = max(head, drawn) if not info["after_scroll"] else head
-                row("run page: request to the run header painted", f"{head:.2f} s", "<= 1 s",
-                    f"all {[round(x) for x in heads]} ms")  # fmt: skip
-                how = "after scrolling to #metrics" if info["after_scroll"] else "from the request"
-                row(f"  {info['charts_in_view']} charts in view drawn, {how}", f"{drawn:.2f} s",
-                    "", f"all {[round(x) for x in charts]} ms")  # fmt: skip
-            row("server RSS after it", f"{srv.rss() / 2**20:.0f} MB")
-
-        if br is not None:
-            print("\nlive: a run kept live by a child process; the run page polls")
-            lat = live_latency(br, workdir, repeats)
-            result["live"] = statistics.median(lat)
-            row("live: log() returned to the value shown on the page", f"{result['live']:.2f} s",
-                "<= 3 s", f"max {max(lat):.2f} s; all {[round(x, 2) for x in lat]}")  # fmt: skip
+                print("\nlive: a run kept live by a child process; the run page polls")
+                lat = live_latency(br, workdir, repeats)
+                result["live"] = statistics.median(lat)
+                spread = f"max {max(lat):.2f} s; all {[round(x, 2) for x in lat]}"
+                live_label = "live: log() returned to the value shown on the page"
+                row(live_label, f"{result['live']:.2f} s", "<= 3 s", spread)
+    except ServerUnavailable as exc:
+        print(f"\nno server to measure: {exc}")
+        if not args.study:
+            downsample_study(cmp_root, ids, keys, repeats)
 
     print("\n| measure | result | target | |\n| --- | --- | --- | --- |")
     table = (
