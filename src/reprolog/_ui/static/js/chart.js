@@ -302,7 +302,7 @@ export class Chart {
       series,
       bands,
       legend: { show: false },
-      padding: [8, 8, 0, 0],
+      padding: [8, 16, 0, 0], // room for the last x label
       scales: {
         x: {
           time: xKind === "time",
