@@ -270,7 +270,7 @@ class Server:
         start = time.perf_counter()
         self._err = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._err, text=True, env=env
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         assert self.proc.stdout is not None
         first = threading.Event()
@@ -279,6 +279,7 @@ class Server:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.lines.append(line.rstrip())
+                self._err.write(line)  # stdout and stderr together, for a failure's story
                 if not self.url and (m := re.search(r"serving .* at (http://\S+?)/?$", line)):
                     self.url = m.group(1)
                     first.set()
@@ -287,8 +288,8 @@ class Server:
         threading.Thread(target=drain, daemon=True).start()
         if not first.wait(120) or not self.url:
             self.proc.kill()
-            err = self.log_path.read_text()[-2000:]
-            raise ServerUnavailable(f"it printed no URL: {self.lines[:3]} {err.strip()[-300:]}")
+            said = " | ".join(self.lines)[-400:]
+            raise ServerUnavailable(f"`{' '.join(cmd)}` printed no URL: {said}")
         self.started_s = time.perf_counter() - start
         self.ps = psutil.Process(self.proc.pid)
         threading.Thread(target=self._sample, daemon=True).start()
