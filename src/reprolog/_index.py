@@ -3,7 +3,8 @@
 Writers never touch it. Each finished (or recovered) run leaves a small `summary.json` in
 its folder; a reader compares the run folders' mtimes with the index, reads only the
 summaries that are new or changed, and rewrites the index (under a lock, atomically) when
-anything changed. A missing or corrupt index is rebuilt from the summaries.
+anything changed. A missing or corrupt index is rebuilt from the summaries. A read-only
+Store never writes it: it keeps the same index in memory.
 """
 
 from __future__ import annotations
@@ -65,15 +66,24 @@ def _write_index(layout: StoreLayout, entries: dict[str, tuple[int, str]]) -> No
         os.close(fd)
 
 
-def load_summaries(layout: StoreLayout, load_one: Any) -> list[dict[str, Any]]:
+def load_summaries(
+    layout: StoreLayout,
+    load_one: Any,
+    *,
+    memo: dict[str, tuple[int, str]] | None = None,
+) -> list[dict[str, Any]]:
     """Return one summary row per run folder, refreshing the index as needed.
 
     Args:
         layout: the store.
         load_one: callable(run_id) -> summary dict or None; called for runs that the index
             does not know or that changed since it was written (it may recover crashed runs).
+        memo: read-only mode: the index is never written; this in-memory index (updated in
+            place) stands in for it, on top of what the file holds.
     """
     index = _read_index(layout.index_file)
+    if memo is not None:
+        index.update(memo)
     current: dict[str, tuple[int, str]] = {}
     changed = False
     rows: list[dict[str, Any]] = []
@@ -107,7 +117,10 @@ def load_summaries(layout: StoreLayout, load_one: Any) -> list[dict[str, Any]]:
             current[run_id] = (mtime, text)
         else:
             rows.append(summary)
-    if changed or len(current) != len(index):
+    if memo is not None:
+        memo.clear()
+        memo.update(current)
+    elif changed or len(current) != len(index):
         try:
             _write_index(layout, current)
         except OSError as exc:

@@ -183,17 +183,7 @@ def recover(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:
             return current
         problems = compact(layout, current)
         if current.get("status") not in TERMINAL_STATUSES:
-            try:
-                last_beat = layout.heartbeat.stat().st_mtime
-            except FileNotFoundError:
-                last_beat = float(current.get("start_time") or time.time())
-            current["status"] = "crashed"
-            current["end_time"] = last_beat
-            current["error"] = {
-                "type": "crashed",
-                "message": "the writing process died without finishing the run; "
-                "recovered every complete point from its log",
-            }
+            _mark_crashed(layout, current)
         report = current.setdefault("capture_report", {})
         if problems:
             report.setdefault("recovery", []).extend(problems)
@@ -201,3 +191,38 @@ def recover(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:
         return current
     finally:
         os.close(fd)
+
+
+def _mark_crashed(layout: RunLayout, record: dict[str, Any]) -> None:
+    """Set a dead run's status to crashed, ending at its last heartbeat."""
+    try:
+        last_beat = layout.heartbeat.stat().st_mtime
+    except FileNotFoundError:
+        last_beat = float(record.get("start_time") or time.time())
+    record["status"] = "crashed"
+    record["end_time"] = last_beat
+    record["error"] = {
+        "type": "crashed",
+        "message": "the writing process died without finishing the run; "
+        "recovered every complete point from its log",
+    }
+
+
+def crashed_view(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:
+    """What `recover` would make of a dead run, computed in memory: nothing is written.
+
+    The read-only Store shows a dead run this way; its points stay in the log, and its
+    `metrics_summary` is computed from that log.
+    """
+    from reprolog._encode import summarize
+
+    view = dict(record)
+    if view.get("status") not in TERMINAL_STATUSES:
+        _mark_crashed(layout, view)
+    if layout.log_dir.is_dir():
+        try:
+            table, _ = read_live_table(layout, str(record["id"]))
+        except FileNotFoundError:  # recovered by a writer meanwhile
+            return view
+        view["metrics_summary"] = summarize(table)
+    return view

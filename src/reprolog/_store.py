@@ -19,7 +19,7 @@ from reprolog._errors import (
 from reprolog._index import load_summaries
 from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
 from reprolog._record import TERMINAL_STATUSES, RunRecord, read_json
-from reprolog._recover import lock_is_free, recover, summary_row, writer_is_dead
+from reprolog._recover import crashed_view, lock_is_free, recover, summary_row, writer_is_dead
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +37,12 @@ class Store:
     Args:
         dir: the store folder; None means `$REPROLOG_DIR`, else the nearest `.reprolog`
             in this folder or a parent.
+        read_only: never write to the store (what `reprolog ui` uses). Listing keeps its
+            summary index in memory instead of writing `index/runs.parquet`; a dead
+            `running` run is reported `crashed` (ending at its last heartbeat, its metrics
+            read from its log) without being recovered on disk; a live or dead run's points
+            are read from its log without compacting it. Default False: a reader recovers
+            dead runs and refreshes the index, as the CLI does.
 
     Raises:
         StoreError: no store at that place.
@@ -47,8 +53,15 @@ class Store:
         >>> store.sql("SELECT key, count(*) FROM metrics GROUP BY 1")  # doctest: +SKIP
     """
 
-    def __init__(self, dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, dir: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    ) -> None:
+        if not isinstance(read_only, bool):
+            raise ArgumentError(f"read_only must be True or False, got {read_only!r}")
         self._layout = StoreLayout(resolve_store_dir(dir, must_exist=True))
+        self._read_only = read_only
+        # read-only: the summary index, in memory (run id -> (folder mtime, summary JSON))
+        self._memo: dict[str, tuple[int, str]] | None = {} if read_only else None
         #: problems met while reading (corrupt files), as "path: what" strings
         self.problems: list[str] = []
 
@@ -63,18 +76,22 @@ class Store:
     def layout(self) -> StoreLayout:
         return self._layout
 
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
     # ------------------------------------------------------------------ one run
 
     def _load_record(self, run_id: str) -> dict[str, Any]:
-        """Read a record; recover it first when its writer is dead."""
+        """Read a record; recover it first when its writer is dead (read-only: in memory)."""
         layout = RunLayout(self._layout.run_dir(run_id))
         record = read_json(layout.record)
         status = record.get("status")
-        if status not in TERMINAL_STATUSES:
-            if writer_is_dead(layout, record):
-                record = recover(layout, record)
-        elif layout.log_dir.is_dir() and writer_is_dead(layout, record):
-            record = recover(layout, record)  # ended, but compaction never completed
+        dead = (status not in TERMINAL_STATUSES or layout.log_dir.is_dir()) and writer_is_dead(
+            layout, record
+        )
+        if dead:  # not ended, or ended but compaction never completed
+            record = crashed_view(layout, record) if self._read_only else recover(layout, record)
         return record
 
     def _load_summary(self, run_id: str) -> dict[str, Any] | None:
@@ -151,7 +168,7 @@ class Store:
     # ------------------------------------------------------------------ many runs
 
     def _summaries(self) -> list[dict[str, Any]]:
-        return load_summaries(self._layout, self._load_summary)
+        return load_summaries(self._layout, self._load_summary, memo=self._memo)
 
     def runs(self, experiment: str | None = None) -> pd.DataFrame:
         """One row per run: id, name, experiment, status, start, end, duration, tags.*,
@@ -242,7 +259,8 @@ class Store:
         layout = RunLayout(self._layout.run_dir(run_id))
         try:
             if layout.log_dir.is_dir():  # live (or awaiting recovery): read the log itself
-                self._load_record(run_id)  # recovers the run first if its writer is dead
+                if not self._read_only:
+                    self._load_record(run_id)  # recovers the run first if its writer is dead
                 table = self._live_metrics(run_id, layout)
                 if table is not None:
                     if keys is not None:
