@@ -146,8 +146,10 @@ def charts_drawn(page: Any, count: int) -> None:
     """Wait until `count` chart canvases exist and each has drawn a coloured line.
 
     Axes and grid are grey; a series is drawn in a palette colour, so a pixel whose channels
-    differ a lot means a curve was painted, not just an empty frame.
+    differ a lot means a curve was painted, not just an empty frame. Charts mount when they
+    come near the viewport, so the charts section is scrolled into view first.
     """
+    page.locator("#metrics").first.scroll_into_view_if_needed()
     wait_until(
         page,
         """n => {
