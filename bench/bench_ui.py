@@ -11,7 +11,7 @@ What it does:
     compare   50 runs x 3 keys x 100,000 steps
     million   one run of 10 keys x 100,000 steps (1,000,000 points)
     live      made fresh each time: a child process keeps a run live and logs on demand
-- Starts the real server (`reprolog ui --dir STORE --port 0 --no-open`) as a subprocess, times
+- Starts the real server (`reprolog --dir STORE ui --port 0 --no-open`) as a subprocess, times
   the JSON endpoints with httpx (first request reported as "cold", then the median of repeats)
   and samples the server's RSS with psutil (steady and peak).
 - Drives Debian's Chromium with Playwright. An init script records, with `performance.now()`
@@ -250,8 +250,10 @@ class ServerUnavailable(RuntimeError):
 class Server:
     """`reprolog ui --dir STORE --port 0 --no-open` as a subprocess, with an RSS sampler."""
 
-    #: the command up to `--dir` (replaceable with --server-cmd, to bench another build)
-    command: ClassVar[list[str]] = [sys.executable, "-m", "reprolog._cli.__main__", "ui"]
+    #: the command before `--dir`, and what comes between the store and `--port`
+    #: (`reprolog --dir STORE ui --port 0 --no-open`; --server-cmd replaces the first, drops "ui")
+    command: ClassVar[list[str]] = [sys.executable, "-m", "reprolog._cli.__main__"]
+    subcommand: ClassVar[list[str]] = ["ui"]
 
     def __init__(self, store: Path, log: Path) -> None:
         self.store = store
@@ -266,7 +268,8 @@ class Server:
         import psutil
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
-        cmd = [*self.command, "--dir", str(self.store), "--port", "0", "--no-open"]
+        cmd = [*self.command, "--dir", str(self.store), *self.subcommand]
+        cmd += ["--port", "0", "--no-open"]
         start = time.perf_counter()
         self._err = self.log_path.open("w")
         self.proc = subprocess.Popen(
@@ -443,13 +446,13 @@ class Browser:
 
 
 def marks(page: Any) -> dict[str, Any]:
-    return dict(page.evaluate("window.__bench"))
+    return dict(page.evaluate("() => window.__bench"))
 
 
 def wait_marks(page: Any, condition: str, timeout_s: float = 60) -> dict[str, Any]:
     page.wait_for_function(
-        "(() => { const m = window.__bench; if (!m) return false;"
-        f" return m.error !== undefined || ({condition}); }})()",
+        "() => { const m = window.__bench; if (!m) return false;"
+        f" return m.error !== undefined || ({condition}); }}",
         timeout=timeout_s * 1000,
     )
     got = marks(page)
@@ -460,7 +463,9 @@ def wait_marks(page: Any, condition: str, timeout_s: float = 60) -> dict[str, An
 
 def charts_drawn(page: Any, expected: int | None = None) -> tuple[float, int]:
     """Wait until the chart cards in view (or `expected` charts) are drawn: (ms, how many)."""
-    page.wait_for_function("document.querySelectorAll('.chart-card').length > 0", timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.chart-card').length > 0", timeout=60_000
+    )
     n = expected if expected is not None else int(page.evaluate(IN_VIEW_JS))
     got = wait_marks(page, f"m.charts.length >= {n} && m.charts.slice(0, {n}).every((t) => t)")
     return max(got["charts"][:n]), n
@@ -473,7 +478,7 @@ def runs_page(browser: Browser, url: str, repeats: int) -> tuple[list[float], di
         with browser.page(url + "/") as page:
             got = wait_marks(page, "m.rows !== undefined")
             times.append(got["rows"])
-            rows = page.evaluate("document.querySelectorAll('.vt-row').length")
+            rows = page.evaluate("() => document.querySelectorAll('.vt-row').length")
             fetches = page.evaluate(RESOURCES_JS, "/runs.json")
             static = page.evaluate(RESOURCES_JS, "/static/")
             breakdown = {
@@ -492,14 +497,15 @@ def compare_page(
     for _ in range(repeats):
         with browser.page(f"{url}/compare?runs={','.join(ids)}") as page:
             page.wait_for_function(
-                f"document.querySelectorAll('.chart-card').length >= {expected}", timeout=60_000
+                f"() => document.querySelectorAll('.chart-card').length >= {expected}",
+                timeout=60_000,
             )
             in_view = int(page.evaluate(IN_VIEW_JS))
             drawn, scrolled = 0.0, 0.0
             if in_view:
                 drawn, _ = charts_drawn(page, in_view)
             if in_view < expected:  # lazily mounted below the fold: scroll to the last one
-                page.evaluate("[...document.querySelectorAll('.chart-card')].at(-1)"
+                page.evaluate("() => [...document.querySelectorAll('.chart-card')].at(-1)"
                               ".scrollIntoView()")  # fmt: skip
                 drawn, _ = charts_drawn(page, expected)
                 scrolled = drawn
@@ -522,14 +528,14 @@ def run_page(
     for _ in range(repeats):
         with browser.page(f"{url}/runs/{run_id}") as page:
             got = wait_marks(page, "m.head !== undefined")
-            page.wait_for_function("document.querySelectorAll('.chart-card').length > 0")
+            page.wait_for_function("() => document.querySelectorAll('.chart-card').length > 0")
             in_view = int(page.evaluate(IN_VIEW_JS))
             scroll_at = 0.0
             if in_view == 0:
                 scroll_at = float(page.evaluate(
-                    "(() => { document.getElementById('metrics').scrollIntoView();"
-                    " return performance.now(); })()"))  # fmt: skip
-                page.wait_for_function(f"({IN_VIEW_JS})() > 0")
+                    "() => { document.getElementById('metrics').scrollIntoView();"
+                    " return performance.now(); }"))  # fmt: skip
+                page.wait_for_function(f"() => ({IN_VIEW_JS})() > 0")
                 in_view = int(page.evaluate(IN_VIEW_JS))
             drawn, _ = charts_drawn(page, in_view)
             heads.append(got["head"])
@@ -560,9 +566,9 @@ def live_latency(browser: Browser, workdir: Path, repeats: int) -> list[float]:
             Server(store, workdir / "server-live.log") as server,
             browser.page(f"{server.url}/runs/{run_id}") as page,
         ):
-            page.wait_for_function("document.querySelectorAll('.chart-card').length > 0")
+            page.wait_for_function("() => document.querySelectorAll('.chart-card').length > 0")
             if int(page.evaluate(IN_VIEW_JS)) == 0:
-                page.evaluate("document.getElementById('metrics').scrollIntoView()")
+                page.evaluate("() => document.getElementById('metrics').scrollIntoView()")
             charts_drawn(page, 1)
             rng = np.random.default_rng(0)
             for k in range(repeats):
@@ -758,11 +764,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the server's series calls")
     parser.add_argument("--build-only", action="store_true", help="build the stores and stop")
     parser.add_argument(
-        "--server-cmd", help="the server command before `--dir` (default: python -m reprolog ui)"
+        "--server-cmd", help="a server taking `--dir STORE --port 0 --no-open` (default: reprolog)"
     )
     args = parser.parse_args()
     if args.server_cmd:
-        Server.command = args.server_cmd.split()
+        Server.command, Server.subcommand = args.server_cmd.split(), []
     sizes = QUICK if args.quick else Sizes()
     repeats = args.repeats or (2 if args.quick else 5)
     workdir = args.workdir / ("quick" if args.quick else "full")
