@@ -214,6 +214,23 @@ function markerFor(key) {
   return null;
 }
 
+// One colour per group value on every chart: values in the runs' order, then any the server adds.
+let groupIndexes = null;
+
+function groupIndex(label) {
+  if (!groupIndexes || groupIndexes.param !== view.groupBy) {
+    groupIndexes = { param: view.groupBy, map: new Map() };
+    for (const run of cmp.runs) {
+      const v = paramValue(run.id, view.groupBy);
+      const text = v === undefined ? "null" : fmtValue(v);
+      if (!groupIndexes.map.has(text)) groupIndexes.map.set(text, groupIndexes.map.size);
+    }
+  }
+  const map = groupIndexes.map;
+  if (!map.has(String(label))) map.set(String(label), map.size);
+  return map.get(String(label));
+}
+
 function loader(key) {
   return async ({ width, xmin, xmax }) => {
     const p = new URLSearchParams({ runs: cmp.runs.map((r) => r.id).join(","), keys: key, x: view.xKind, width: String(width) });
@@ -223,10 +240,10 @@ function loader(key) {
     const payload = await fetchJSON(`/series.json?${p}`);
     if (view.groupBy) {
       const groups = (payload.groups || []).filter((g) => g.key === key);
-      const lines = groups.map((g, i) => ({
+      const lines = groups.map((g) => ({
         id: `group:${g.group}`,
         label: `${view.groupBy}=${g.group} · mean of ${g.runs.length} run${g.runs.length === 1 ? "" : "s"}`,
-        color: colour(i),
+        color: colour(groupIndex(g.group)),
         x: g.x,
         y: g.mean,
         lo: g.min,
