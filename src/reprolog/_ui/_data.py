@@ -28,6 +28,7 @@ _HIGHLIGHT_PACKAGES = (
     "reprolog",
 )
 MAX_COMPARE = 50
+FULL_SCAN_S = 10.0
 _DEFAULT_PARAMS = 10
 _DEFAULT_METRICS = 10
 
@@ -68,6 +69,9 @@ class RunsCache:
         self._rows: dict[str, tuple[int, dict[str, Any]]] = {}
         self._loaded = False
         self._table: dict[str, Any] | None = None  # the built runs.json body, when clean
+        self.encoded: bytes | None = None  # that body as JSON, without its closing brace
+        self._top = 0
+        self._full_at = 0.0
         self._frame: Any = None
 
     def _scan(self) -> dict[str, int]:
@@ -84,10 +88,36 @@ class RunsCache:
                     continue
         return out
 
+    def _quick_scan(self) -> dict[str, int] | None:
+        """Folder mtimes without statting every run, when that is safe; else None.
+
+        Adding or removing a run folder changes the mtime of `runs/`; a finished run's folder
+        does not change again. So while `runs/` is unchanged only live runs (and dead ones
+        shown crashed, which a writer may recover) need a look; a full scan still runs every
+        `FULL_SCAN_S` seconds as a backstop.
+        """
+        try:
+            top = os.stat(self.store.layout.runs).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        now = time.monotonic()
+        if not self._loaded or top != self._top or now - self._full_at > FULL_SCAN_S:
+            self._top, self._full_at = top, now
+            return None
+        scan = {run_id: mtime for run_id, (mtime, _) in self._rows.items()}
+        for run_id, (_, row) in self._rows.items():
+            if row.get("status") in ("running", "crashed"):
+                try:
+                    scan[run_id] = os.stat(self.store.layout.run_dir(run_id)).st_mtime_ns
+                except FileNotFoundError:
+                    del scan[run_id]
+        return scan
+
     def refresh(self) -> tuple[list[dict[str, Any]], bool]:
         """Every summary row, and whether anything changed since the last call."""
         with self._lock:
-            scan = self._scan()
+            quick = self._quick_scan()
+            scan = quick if quick is not None else self._scan()
             changed = False
             if not self._loaded:  # first time: the on-disk index makes a cold start cheap
                 for row in self.store._summaries():
@@ -109,6 +139,7 @@ class RunsCache:
                     self._rows[run_id] = (mtime, loaded)
             if changed:
                 self._table = None
+                self.encoded = None
                 self._frame = None
             return [r for _, r in self._rows.values()], changed
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError
+from reprolog._layout import RunLayout
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,29 +26,47 @@ def _curves(provider: Provider, run_id: str, keys: list[str], x: str) -> dict[st
     import pyarrow.compute as pc
 
     store = provider.store
-    table = store._run_metrics(run_id, keys)
+    layout = RunLayout(store.layout.run_dir(run_id))
+    table = None
+    if not layout.log_dir.is_dir() and layout.metrics.exists():
+        # A finished run: read only the columns the chart needs (no schema cast, no filter
+        # copy); the key slices are picked below.
+        import pyarrow.parquet as pq
+
+        column = {"step": "step", "time": "time", "epoch": "epoch"}[x]
+        try:
+            table = pq.ParquetFile(layout.metrics).read(columns=["key", column, "value"])
+        except (OSError, ValueError) as exc:
+            store._problem(f"{layout.metrics}: unreadable metrics file: {exc}")
+            return {}
+    else:
+        table = store._run_metrics(run_id, keys)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if table is None or table.num_rows == 0:
         return out
     key_col = table.column("key").combine_chunks()
-    if hasattr(key_col, "dictionary"):
-        names = key_col.dictionary.to_pylist()
-        idx = key_col.indices.to_numpy(zero_copy_only=False)
-    else:  # pragma: no cover - the schema dictionary-encodes keys
-        names, idx = sorted(set(key_col.to_pylist())), None
-    values = table.column("value").to_numpy()
+    if not hasattr(key_col, "dictionary"):
+        key_col = key_col.dictionary_encode()
+    names = key_col.dictionary.to_pylist()
+    idx = key_col.indices.to_numpy(zero_copy_only=False)
+    wanted = {code for code, name in enumerate(names) if name in keys}
+    if not wanted:
+        return out
+    # Only the rows of the asked keys are converted.
+    sel_all = np.flatnonzero(np.isin(idx, list(wanted)))
+    sub = table.take(sel_all)
+    idx = idx[sel_all]
+    values = sub.column("value").to_numpy()
     if x == "step":
-        xs = table.column("step").to_numpy().astype("float64")
+        xs = sub.column("step").to_numpy().astype("float64")
     elif x == "time":
-        xs = pc.cast(table.column("time"), "int64").to_numpy() / 1000.0
+        xs = pc.cast(sub.column("time"), "int64").to_numpy() / 1000.0
     else:
-        epoch = table.column("epoch")
-        xs = pc.fill_null(pc.cast(epoch, "float64"), float("nan")).to_numpy()
-    for code, name in enumerate(names):
-        if name not in keys:
-            continue
-        sel = np.flatnonzero(idx == code) if idx is not None else None
-        if sel is None or not len(sel):
+        xs = pc.fill_null(pc.cast(sub.column("epoch"), "float64"), float("nan")).to_numpy()
+    for code in sorted(wanted):
+        name = names[code]
+        sel = np.flatnonzero(idx == code)
+        if not len(sel):
             continue
         kx, kv = xs[sel], values[sel]
         ok = ~np.isnan(kx)
