@@ -92,9 +92,11 @@ def test_ls_piped_to_head_prints_the_first_line(project: Path) -> None:
     full = cli("ls", cwd=project)
     assert full.returncode == 0, full.stderr
     status, out, err = piped(["ls"], cwd=project)
-    assert status == 0, err
     assert out.splitlines() == [full.stdout.splitlines()[0]]
     assert err == ""
+    # 1 when head closed the pipe before the footnote was written (a race), as Python and
+    # click do on a broken pipe; never a traceback, never 2.
+    assert status in (0, 1), (status, err)
 
 
 @pytest.mark.parametrize(
