@@ -105,6 +105,7 @@ def test_non_loopback_host_warns_and_needs_the_token(ui_store: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             _get(local)
         assert info.value.code == 403
+        info.value.close()  # the error holds the open response
         status, body = _get(f"{local}?token={token.group(2)}")
         assert status == 200 and body["total"] >= 1
     finally:
