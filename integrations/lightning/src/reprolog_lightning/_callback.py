@@ -84,6 +84,8 @@ class ReprologCallback(CheckpointCapture):
         self._may_accumulate: bool | None = None
         self._step: int = 0
         self._last_train_step: int | None = None
+        # Per result key, the name its step value goes under (see _metrics.step_metrics).
+        self._names: dict[str, tuple[Any, str | None]] = {}
         self._val_data_done = False
         self._loaders: dict[str, Any] = {}
 
@@ -124,6 +126,7 @@ class ReprologCallback(CheckpointCapture):
         self._lr_groups = None
         self._may_accumulate = None
         self._last_train_step = None
+        self._names = {}
 
     def _join_run(self, trainer: Any) -> None:
         # A rank other than 0 in all_ranks mode: open a writer on the run rank 0 shares.
@@ -287,7 +290,10 @@ class ReprologCallback(CheckpointCapture):
         """Record this step's logged values and learning rates (every step by default)."""
         sink = self._sink
         if sink is not None:
-            self._guard("step metrics", self._record_step, trainer, sink, outputs)
+            try:  # the guard inlined: this runs at every step
+                self._record_step(trainer, sink, outputs)
+            except Exception as exc:
+                self._owner.report("step metrics", exc)
 
     def _record_step(self, trainer: Any, sink: MetricSink, outputs: Any) -> None:
         # This runs at every training step: anything constant within a fit is computed once.
@@ -299,7 +305,7 @@ class ReprologCallback(CheckpointCapture):
         self._last_train_step = step
         if step % self.every_n_steps:
             return
-        values = _metrics.step_metrics(trainer)
+        values = _metrics.step_metrics(trainer, self._names)
         values.pop("step", None)
         loss = _metrics.returned_loss(outputs)
         if loss is not None:

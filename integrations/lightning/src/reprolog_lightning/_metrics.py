@@ -9,25 +9,44 @@ from typing import Any
 _WRAPPED = "__reprolog_wrapped__"
 
 
-def step_metrics(trainer: Any) -> dict[str, Any]:
+def step_metrics(
+    trainer: Any, names: dict[str, tuple[Any, str | None]] | None = None
+) -> dict[str, Any]:
     """Return this training batch's step values (`on_step=True`, `logger=True`) by key.
 
     Reads the step cache of Lightning's result collection, which is filled on every batch
     whatever `log_every_n_steps` says; reading it computes nothing and syncs no process group.
     Keys are the names loggers receive (`loss`, or `loss_step` when also logged on epoch).
+
+    Args:
+        trainer: the Trainer of the running fit.
+        names: a cache the caller keeps for one fit: per result key, its meta and the name
+            loggers receive (None when loggers receive no step value). A key whose meta
+            object changed is worked out again.
     """
     results = getattr(trainer, "_results", None)
+    if names is None:
+        names = {}
     try:
         # The same selection as `_ResultCollection.metrics(on_step=True)["log"]`, without
         # building the callback and progress-bar dicts (the latter calls .item() per value):
-        # this runs at every training step.
+        # this runs at every training step, so each key's name is worked out once.
         out: dict[str, Any] = {}
-        for _, result in results.valid_items():  # type: ignore[union-attr]
+        for key, result in results.valid_items():  # type: ignore[union-attr]
             meta = result.meta
-            if meta.logger and meta.on_step:
+            known = names.get(key)
+            if known is None or known[0] is not meta:
+                name = (
+                    results._forked_name(result, True)[1]  # type: ignore[union-attr]
+                    if meta.logger and meta.on_step
+                    else None
+                )
+                known = names[key] = (meta, name)
+            name = known[1]
+            if name is not None:
                 value = result._forward_cache
                 if value is not None and hasattr(value, "item"):
-                    out[results._forked_name(result, True)[1]] = value  # type: ignore[union-attr]
+                    out[name] = value
         return out
     except AttributeError:  # another Lightning: take the connector's public-facing dict
         return dict(trainer._logger_connector.metrics["log"])
@@ -123,8 +142,9 @@ def returned_loss(outputs: Any) -> Any:
 def to_floats(values: dict[str, Any]) -> dict[str, float]:
     """Convert a step's values to floats with one device sync for all its tensors.
 
-    Tensors on one device are stacked and copied to the host in a single transfer rather
-    than one `.item()` (one sync) per key; plain numbers pass through.
+    Tensors on one accelerator are stacked and copied to the host in a single transfer rather
+    than one `.item()` (one sync) per key; host tensors are read one by one (no sync to save,
+    and a stack costs more than the reads); plain numbers pass through.
     """
     import torch
 
@@ -139,9 +159,13 @@ def to_floats(values: dict[str, Any]) -> dict[str, float]:
             out[key] = value
     if not tensors:
         return out
-    try:
-        floats = torch.stack([t.to(torch.float64) for t in tensors]).tolist()
-    except (RuntimeError, TypeError):  # several devices, or no float64 (MPS): one each
-        floats = [t.item() for t in tensors]
+    if all(t.is_cpu for t in tensors):
+        # Host tensors: reading each costs no device sync, and is cheaper than a stack.
+        floats = [float(t.item()) for t in tensors]
+    else:
+        try:
+            floats = torch.stack([t.to(torch.float64) for t in tensors]).tolist()
+        except (RuntimeError, TypeError):  # several devices, or no float64 (MPS): one each
+            floats = [t.item() for t in tensors]
     out.update(zip(keys, floats, strict=True))
     return out
