@@ -18,12 +18,12 @@ import pytest
 URL_LINE = re.compile(r"^reprolog ui: serving (.+) at (http://\S+)$")
 
 
-def _start(*args: str, store: Path | None) -> subprocess.Popen[str]:
+def _start(*args: str, store: Path | None, on_sub: bool = False) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "reprolog._cli"]
-    if store is not None:
-        cmd += ["--dir", str(store)]
+    where = [] if store is None else ["--dir", str(store)]
+    cmd = [*cmd, "ui", *where] if on_sub else [*cmd, *where, "ui"]
     return subprocess.Popen(
-        [*cmd, "ui", "--no-open", *args],
+        [*cmd, "--no-open", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -112,3 +112,22 @@ def test_non_loopback_host_warns_and_needs_the_token(ui_store: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_dir_on_the_subcommand_serves_that_store(ui_store: Path, ui_ids: dict[str, str]) -> None:
+    # The form, `reprolog ui --dir STORE`, as well as `reprolog --dir STORE ui`.
+    proc = _start(store=ui_store, on_sub=True)
+    try:
+        assert proc.stdout is not None
+        match = URL_LINE.match(proc.stdout.readline().rstrip("\n"))
+        assert match and match.group(1) == str(ui_store.resolve())
+        status, body = _get(match.group(2) + "runs.json")
+        assert status == 200 and body["total"] == len(ui_ids)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_dir_on_the_subcommand_missing_store_is_one_line(tmp_path: Path) -> None:
+    assert "no reprolog store" in _error(_start(store=tmp_path / "nothing", on_sub=True))

@@ -16,8 +16,15 @@ from reprolog._cli._common import EXIT_CODES_HELP
 )
 @click.option("--port", type=int, default=0, show_default=True, help="TCP port (0: any free port).")
 @click.option("--no-open", is_flag=True, help="Do not open a web browser.")
+@click.option(
+    "--dir",
+    "store_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Store folder; the same as `reprolog --dir STORE ui` (this one wins when both are given).",
+)
 @click.pass_context
-def ui(ctx: click.Context, host: str, port: int, no_open: bool) -> None:
+def ui(ctx: click.Context, host: str, port: int, no_open: bool, store_dir: str | None) -> None:
     """Serve a read-only web UI of the store: runs table, run pages, compare.
 
     Prints its URL; stops on Ctrl-C. Nothing in the store is changed by viewing it.
@@ -25,12 +32,13 @@ def ui(ctx: click.Context, host: str, port: int, no_open: bool) -> None:
     \b
     Examples:
       reprolog ui
-      reprolog --dir runs/.reprolog ui --port 8765 --no-open
+      reprolog ui --dir runs/.reprolog --port 8765 --no-open
+      reprolog --dir runs/.reprolog ui --no-open
     """
     from reprolog._ui import serve
 
     obj = ctx.find_root().obj or {}
-    serve(obj.get("dir"), host=host, port=port, open_browser=not no_open)
+    serve(store_dir or obj.get("dir"), host=host, port=port, open_browser=not no_open)
 
 
 COMMANDS = [ui]
