@@ -10,6 +10,7 @@ from typing import Any
 from reprolog._errors import ArgumentError, RunNotFoundError
 from reprolog._layout import RunLayout
 from reprolog._store import Store
+from reprolog._ui._cache import SeriesCache
 from reprolog._ui._runs import RunsCache, _duration, _runs_body, clean
 
 BASE_COLUMNS = ("id", "status", "name", "experiment", "start", "end", "duration")
@@ -35,6 +36,7 @@ class Provider:
     def __init__(self, store_dir: str | os.PathLike[str]) -> None:
         self.store = Store(store_dir, read_only=True)
         self.runs_cache = RunsCache(self.store)
+        self.series_cache = SeriesCache(self.store)
 
     # ------------------------------------------------------------------ lookup
 
@@ -247,29 +249,12 @@ class Provider:
 
     def _diff(self, a: str, b: str) -> dict[str, Any]:
         """`reprolog.diff(a, b)` over this read-only store (no run is recovered to diff it)."""
-        from reprolog._diff import DEFAULT_ATOL, DEFAULT_RTOL
-        from reprolog._diff._metrics import compare_all, curves_from_table
-        from reprolog._diff._model import MetricStatus, RunDiff
-        from reprolog._diff._records import compare_records
+        from reprolog._diff import diff
+        from reprolog._diff._model import MetricStatus
         from reprolog._diff._render import verdict
 
-        ra, rb = self.record(a), self.record(b)
-        metrics, only_a, only_b = compare_all(
-            curves_from_table(self.store.metrics_table([ra.id])),
-            curves_from_table(self.store.metrics_table([rb.id])),
-            rtol=DEFAULT_RTOL,
-            atol=DEFAULT_ATOL,
-        )
-        d = RunDiff(
-            a=ra.id,
-            b=rb.id,
-            differences=compare_records(ra.raw, rb.raw),
-            metrics=metrics,
-            metrics_only_in_a=only_a,
-            metrics_only_in_b=only_b,
-            rtol=DEFAULT_RTOL,
-            atol=DEFAULT_ATOL,
-        )
+        # Records read through the read-only store: diff reads their points through it too.
+        d = diff(self.record(a), self.record(b))
         diverged = [m.step for m in d.metrics if m.status is MetricStatus.DIVERGED]
         return {
             **d.to_dict(),

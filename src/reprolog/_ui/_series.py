@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError
-from reprolog._layout import RunLayout
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,80 +20,43 @@ MAX_WIDTH = 4000
 X_AXES = ("step", "epoch", "time")
 
 
-def _curves(provider: Provider, run_id: str, keys: list[str], x: str) -> dict[str, Any]:
-    """Per key: (x float64, value float64) of one run, sorted by x (finished or live)."""
+def _bucket_of(kx: np.ndarray, lo: float, span: float, width: int) -> np.ndarray:
+    """Each x's bucket, as the chart cuts [lo, lo + span] into `width` (unclipped)."""
     import numpy as np
-    import pyarrow.compute as pc
 
-    store = provider.store
-    layout = RunLayout(store.layout.run_dir(run_id))
-    table = None
-    if not layout.log_dir.is_dir() and layout.metrics.exists():
-        # A finished run: read only the columns the chart needs (no schema cast, no filter
-        # copy); the key slices are picked below.
-        import pyarrow.parquet as pq
-
-        column = {"step": "step", "time": "time", "epoch": "epoch"}[x]
-        try:
-            table = pq.ParquetFile(layout.metrics).read(columns=["key", column, "value"])
-        except (OSError, ValueError) as exc:
-            store._problem(f"{layout.metrics}: unreadable metrics file: {exc}")
-            return {}
-    else:
-        table = store._run_metrics(run_id, keys)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if table is None or table.num_rows == 0:
-        return out
-    key_col = table.column("key").combine_chunks()
-    if not hasattr(key_col, "dictionary"):
-        key_col = key_col.dictionary_encode()
-    names = key_col.dictionary.to_pylist()
-    idx = key_col.indices.to_numpy(zero_copy_only=False)
-    wanted = {code for code, name in enumerate(names) if name in keys}
-    if not wanted:
-        return out
-    # Only the rows of the asked keys are converted.
-    sel_all = np.flatnonzero(np.isin(idx, list(wanted)))
-    sub = table.take(sel_all)
-    idx = idx[sel_all]
-    values = sub.column("value").to_numpy()
-    if x == "step":
-        xs = sub.column("step").to_numpy().astype("float64")
-    elif x == "time":
-        xs = pc.cast(sub.column("time"), "int64").to_numpy() / 1000.0
-    else:
-        xs = pc.fill_null(pc.cast(sub.column("epoch"), "float64"), float("nan")).to_numpy()
-    for code in sorted(wanted):
-        name = names[code]
-        sel = np.flatnonzero(idx == code)
-        if not len(sel):
-            continue
-        kx, kv = xs[sel], values[sel]
-        ok = ~np.isnan(kx)
-        kx, kv = kx[ok], kv[ok]
-        if len(kx) > 1 and np.any(np.diff(kx) < 0):
-            order = np.argsort(kx, kind="stable")
-            kx, kv = kx[order], kv[order]
-        out[name] = (kx, kv)
-    return out
+    if span <= 0:
+        return np.zeros(len(kx), dtype=np.int64)
+    return ((kx.astype(np.float64) - lo) * (width / span)).astype(np.int64)
 
 
 def _bucket(
     kx: np.ndarray, kv: np.ndarray, lo: float, hi: float, width: int
 ) -> dict[str, Any] | None:
     """Cut [lo, hi] into `width` buckets; per bucket the x and value of the last point, the
-    min and the max (NaN ignored). Returns bucket indices too, for groups."""
+    min and the max (NaN ignored). Returns bucket indices too, for groups.
+
+    `kx` is sorted: the range and the bucket starts are binary searches, so no per-point
+    work is done beyond the min/max reductions.
+    """
     import numpy as np
 
-    inside = (kx >= lo) & (kx <= hi)
-    kx, kv = kx[inside], kv[inside]
+    if kx.dtype.kind in "iu":  # search with the array's own type: no float copy of it
+        info = np.iinfo(kx.dtype)
+        if hi < info.min or lo > info.max:
+            return None
+        first = np.searchsorted(kx, kx.dtype.type(max(math.ceil(lo), info.min)), "left")
+        stop = np.searchsorted(kx, kx.dtype.type(min(math.floor(hi), info.max)), "right")
+    else:
+        first, stop = np.searchsorted(kx, lo, "left"), np.searchsorted(kx, hi, "right")
+    kx, kv = kx[first:stop], kv[first:stop]
     n = len(kx)
     if n == 0:
         return None
     span = hi - lo
-    b = np.zeros(n, dtype=np.int64) if span <= 0 else ((kx - lo) * (width / span)).astype(np.int64)
-    np.clip(b, 0, width - 1, out=b)
     if n <= width:
+        b = _bucket_of(kx, lo, span, width)
+        np.clip(b, 0, width - 1, out=b)
+        kv = kv.astype(np.float64, copy=False)
         return {
             "x": kx,
             "min": kv,
@@ -103,17 +66,37 @@ def _bucket(
             "points": n,
             "downsampled": False,
         }
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(b)) + 1))
-    ends = np.concatenate((starts[1:], [n])) - 1
+    # Bucket i starts at the first point whose bucket is >= i; bucketing is monotone in x,
+    # so a search on approximate edges, corrected where it lands off by a point, finds it.
+    edges = lo + np.arange(1, width) * (span / width)
+    if kx.dtype.kind in "iu":
+        edges = np.ceil(edges)
+        edges = np.clip(edges, np.iinfo(kx.dtype).min, np.iinfo(kx.dtype).max).astype(kx.dtype)
+    pos = np.searchsorted(kx, edges, "left")
+    want = np.arange(1, width)
+    for _ in range(64):
+        below = pos > 0
+        back = below.copy()
+        back[below] = _bucket_of(kx[pos[below] - 1], lo, span, width) >= want[below]
+        ahead = pos < n
+        fwd = ahead.copy()
+        fwd[ahead] = _bucket_of(kx[pos[ahead]], lo, span, width) < want[ahead]
+        if not back.any() and not fwd.any():
+            break
+        pos[back] = np.searchsorted(kx, kx[pos[back] - 1], "left")
+        pos[fwd] = np.searchsorted(kx, kx[pos[fwd]], "right")
+    bounds = np.concatenate(([0], pos, [n]))
+    used = np.flatnonzero(bounds[1:] > bounds[:-1])
+    starts, ends = bounds[used], bounds[used + 1] - 1
     with np.errstate(invalid="ignore"):
-        mins = np.fmin.reduceat(kv, starts)
-        maxs = np.fmax.reduceat(kv, starts)
+        mins = np.fmin.reduceat(kv, starts).astype(np.float64, copy=False)
+        maxs = np.fmax.reduceat(kv, starts).astype(np.float64, copy=False)
     return {
         "x": kx[ends],
         "min": mins,
         "max": maxs,
-        "last": kv[ends],
-        "bucket": b[starts],
+        "last": kv[ends].astype(np.float64, copy=False),
+        "bucket": used,
         "points": n,
         "downsampled": True,
     }
@@ -133,6 +116,8 @@ def _list(a: np.ndarray) -> list[Any]:
 def _xlist(a: np.ndarray, x: str) -> list[Any]:
     import numpy as np
 
+    if a.dtype.kind in "iu":
+        return a.tolist()  # type: ignore[no-any-return]
     if x != "time" and len(a) and np.all(a == np.floor(a)):
         return a.astype(np.int64).tolist()  # type: ignore[no-any-return]
     return _list(a)
@@ -163,13 +148,19 @@ def series(
         raise ArgumentError(f"series.json takes at most {MAX_COMPARE} runs, got {len(refs)}")
     provider.runs_cache.refresh()
     ids = list(dict.fromkeys(provider.resolve(r) for r in refs))
-    # Runs are read side by side: pyarrow and numpy release the GIL.
+    # Runs are read side by side (pyarrow and numpy release the GIL); finished runs come from
+    # the cache, decoded once for every request that asks for them.
+    cache = provider.series_cache
+
+    def read(run_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return cache.curves(run_id, keys, x)
+
     with ThreadPoolExecutor(max_workers=min(4, len(ids))) as pool:
-        curves = dict(zip(ids, pool.map(lambda r: _curves(provider, r, keys, x), ids), strict=True))
+        curves = dict(zip(ids, pool.map(read, ids), strict=True))
     lo, hi = xmin, xmax
     if lo is None or hi is None:
-        firsts = [c[0][0] for per in curves.values() for c in per.values() if len(c[0])]
-        lasts = [c[0][-1] for per in curves.values() for c in per.values() if len(c[0])]
+        firsts = [c[0][0].item() for per in curves.values() for c in per.values() if len(c[0])]
+        lasts = [c[0][-1].item() for per in curves.values() for c in per.values() if len(c[0])]
         lo = float(min(firsts)) if lo is None and firsts else (lo if lo is not None else 0.0)
         hi = float(max(lasts)) if hi is None and lasts else (hi if hi is not None else lo)
     if hi < lo:
