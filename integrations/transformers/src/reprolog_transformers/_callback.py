@@ -190,8 +190,11 @@ class ReprologCallback(TrainerCallback):
         logs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if logs and self._live(state):
-            self._guard("log", self._log_metrics, logs, state)
+        if logs and self._run is not None and not self._closed and state.is_world_process_zero:
+            try:  # _live and the guard inlined: this runs at every logging step
+                self._log_metrics(logs, state)
+            except Exception as exc:
+                self._owner.report("log", exc)
 
     def _log_metrics(self, logs: Mapping[str, Any], state: TrainerState) -> None:
         assert self._run is not None

@@ -172,7 +172,12 @@ def numeric_logs(logs: Mapping[str, Any]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for key, value in logs.items():
-        if isinstance(value, bool):
+        kind = type(value)
+        # The Trainer logs plain floats and ints: skip the ABC check (it runs at every log).
+        if kind is float or kind is int:
+            out[key] = float(value)
+            continue
+        if kind is bool or isinstance(value, bool):
             continue
         if isinstance(value, numbers.Real):
             out[key] = float(value)
