@@ -113,8 +113,9 @@ def _points(record: Any) -> Any:
     """A run's points as a pyarrow Table (no pandas round trip: it costs more than the diff)."""
     from reprolog._store import Store
 
-    run_dir = Path(record.dir)
-    return Store(run_dir.parent.parent).metrics_table(runs=[record.id])
+    # The record's own store, when it has one: a read-only store (the UI's) stays read-only.
+    store = getattr(record, "_store", None) or Store(Path(record.dir).parent.parent)
+    return store.metrics_table(runs=[record.id])
 
 
 def _open_store(store: Store | str | os.PathLike[str] | None) -> Store:
