@@ -16,7 +16,7 @@ from reprolog._ui._cache import SeriesCache
 from reprolog._ui._data import Provider
 from reprolog._ui._series import series
 
-KEYS = ["loss", "acc", "lr"]
+KEYS = ["loss", "acc", "lr", "sparse"]
 
 
 def _finished(root: Path, name: str, steps: int, seed: int) -> str:
@@ -27,6 +27,8 @@ def _finished(root: Path, name: str, steps: int, seed: int) -> str:
         point: dict[str, Any] = {"loss": loss[step], "lr": 0.5 ** (step % 7)}
         if step % 3 == 0:
             point["acc"] = float("nan") if step == 9 else step / 7
+        if step % 5 in (0, 1):  # unevenly spaced steps
+            point["sparse"] = step * 1.5
         run.log(point, step=step)
     run.finish()
     return run.id
@@ -67,6 +69,18 @@ def test_finished_series_are_the_same_with_and_without_the_cache(
     assert len(cached.series_cache) == len(ids) and len(uncached.series_cache) == 0
     assert _body(cached, ids, **kw) == first == _body(uncached, ids, **kw)
     assert cached.series_cache.decodes == len(ids)  # the second request decoded nothing
+
+
+def test_whole_series_are_every_recorded_point(store: tuple[Path, list[str]]) -> None:
+    root, ids = store
+    provider = Provider(root)
+    frame = provider.store.metrics_table(runs=[ids[2]]).to_pandas()
+    got = {s["key"]: s for s in _body(provider, ids[2:], width=4000)["series"]}
+    for key in KEYS:
+        rows = frame[frame["key"] == key].sort_values("step")
+        assert got[key]["x"] == rows["step"].tolist()
+        values = [None if v != v else v for v in rows["value"].tolist()]
+        assert got[key]["last"] == values and got[key]["downsampled"] is False
 
 
 def test_values_keep_full_float64_precision(store: tuple[Path, list[str]]) -> None:
@@ -165,7 +179,8 @@ def test_simultaneous_requests_decode_a_run_once(store: tuple[Path, list[str]]) 
     root, ids = store
     provider = Provider(root)
     results: list[dict[str, Any]] = []
-    barrier = threading.Barrier(6)
+    asks = KEYS * 2
+    barrier = threading.Barrier(len(asks), timeout=60)
 
     def ask(key: str) -> None:
         barrier.wait()
@@ -173,9 +188,9 @@ def test_simultaneous_requests_decode_a_run_once(store: tuple[Path, list[str]]) 
         body.pop("elapsed_ms")
         results.append(body)
 
-    threads = [threading.Thread(target=ask, args=(k,)) for k in KEYS * 2]
+    threads = [threading.Thread(target=ask, args=(k,)) for k in asks]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 6 and provider.series_cache.decodes == len(ids)
+    assert len(results) == len(asks) and provider.series_cache.decodes == len(ids)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 DEFAULT_BUDGET = 256 * 1024 * 1024
 
 Curves = dict[str, tuple["np.ndarray", "np.ndarray"]]
+# Evenly spaced integer steps (the usual case) are kept as (first, stride, count): 4 bytes a
+# point less, ~60 MB over a 50-run compare; the asked keys' steps are rebuilt per request.
+Compact = dict[str, tuple["np.ndarray | tuple[int, int, int]", "np.ndarray"]]
 
 
 def decode(store: Store, run_id: str, x: str, keys: list[str] | None) -> Curves:
@@ -103,8 +106,33 @@ def _compact_values(kv: np.ndarray) -> np.ndarray:
     return kv
 
 
-def _nbytes(curves: Curves) -> int:
-    return sum(a.nbytes + b.nbytes for a, b in curves.values()) + 256 * (len(curves) + 1)
+def _pack_x(kx: np.ndarray) -> np.ndarray | tuple[int, int, int]:
+    import numpy as np
+
+    if kx.dtype.kind not in "iu" or len(kx) < 2:
+        return kx
+    stride = int(kx[1]) - int(kx[0])
+    even = stride > 0 and int(kx[-1]) - int(kx[0]) == stride * (len(kx) - 1)
+    if even and np.all(np.diff(kx) == stride):
+        return (int(kx[0]), stride, len(kx))
+    return kx
+
+
+def _unpack_x(spec: np.ndarray | tuple[int, int, int]) -> np.ndarray:
+    import numpy as np
+
+    if isinstance(spec, tuple):
+        first, stride, n = spec
+        dtype = np.int32 if first + stride * n < 2**31 else np.int64
+        return np.arange(first, first + stride * n, stride, dtype=dtype)[:n]
+    return spec
+
+
+def _nbytes(curves: Compact) -> int:
+    size = 256 * (len(curves) + 1)
+    for x, v in curves.values():
+        size += v.nbytes + (x.nbytes if not isinstance(x, tuple) else 0)
+    return size
 
 
 class SeriesCache:
@@ -120,7 +148,7 @@ class SeriesCache:
         self.used = 0
         self.decodes = 0  # files decoded into the cache (for tests and the bench)
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[Any, Curves, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[Any, Compact, int]] = OrderedDict()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
 
     def curves(self, run_id: str, keys: list[str], x: str) -> Curves:
@@ -140,8 +168,10 @@ class SeriesCache:
                 entry = self._entries.get(slot)
                 if entry is not None and entry[0] == stamp:
                     self._entries.move_to_end(slot)
-                    return {k: entry[1][k] for k in keys if k in entry[1]}
-            curves = decode(self.store, run_id, x, None)
+                    return _pick(entry[1], keys)
+            curves: Compact = {
+                k: (_pack_x(kx), kv) for k, (kx, kv) in decode(self.store, run_id, x, None).items()
+            }
             size = _nbytes(curves)
             with self._lock:
                 self.decodes += 1
@@ -154,10 +184,14 @@ class SeriesCache:
                     while self.used > self.budget:
                         _, (_, _, freed) = self._entries.popitem(last=False)
                         self.used -= freed
-            return {k: curves[k] for k in keys if k in curves}
+            return _pick(curves, keys)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, slot: object) -> bool:
         return slot in self._entries
+
+
+def _pick(curves: Compact, keys: list[str]) -> Curves:
+    return {k: (_unpack_x(curves[k][0]), curves[k][1]) for k in keys if k in curves}
