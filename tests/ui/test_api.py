@@ -194,3 +194,35 @@ def test_pages_are_the_static_shells(client: TestClient, url: str, shell: str) -
     static = Path(__file__).parents[2] / "src" / "reprolog" / "_ui" / "static" / shell
     assert r.content == static.read_bytes()
     assert client.get("/static/vendor/uPlot.min.css").status_code == 200
+
+
+def test_runs_json_where_is_kept_only_while_nothing_changes(tmp_path: Path) -> None:
+    import reprolog
+
+    root = tmp_path / ".reprolog"
+    for lr in (0.1, 0.2):
+        reprolog.init(f"lr{lr}", dir=root, capture=False, params={"lr": lr}).finish()
+    where = '/runs.json?where="params.lr" < 0.5'
+    with TestClient(make_app(root)) as c:
+        assert _ok(c, where)["count"] == 2
+        assert _ok(c, where)["count"] == 2  # the kept body
+        added = reprolog.init("lr0.3", dir=root, capture=False, params={"lr": 0.3})
+        try:  # a new run shows, and a live one's row follows its status
+            body = _ok(c, where)
+            assert body["count"] == 3
+            assert (
+                dict(zip(body["data"]["id"], body["data"]["status"], strict=True))[added.id]
+                == "running"
+            )
+            assert _ok(c, where)["count"] == 3
+        finally:
+            added.finish("failed")
+        body = _ok(c, where)
+        assert (
+            dict(zip(body["data"]["id"], body["data"]["status"], strict=True))[added.id] == "failed"
+        )
+        assert _ok(c, '/runs.json?where="params.lr" > 0.25')["count"] == 1
+        again = _ok(c, where)
+        assert {**again, "elapsed_ms": 0} == {**body, "elapsed_ms": 0}
+        r = c.get("/runs.json?where=nosuch > 1")
+        assert r.status_code == 400 and c.get("/runs.json?where=nosuch > 1").status_code == 400

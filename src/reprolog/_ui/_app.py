@@ -94,18 +94,29 @@ def build(store_dir: str | os.PathLike[str], token: str | None) -> Starlette:
         cache = provider.runs_cache
         if not where or not where.strip():
             # The unfiltered table, encoded once while no run changes (10,000 runs: ~4 MB).
-            provider.runs_cache.refresh()
+            cache.refresh()
+            generation = cache.generation
             encoded = cache.encoded
             if encoded is None:
                 body, status = provider.runs(None)
                 body.pop("elapsed_ms")
                 encoded = _dumps(body)[:-1].encode()
-                if cache._table is not None:
+                if cache._table is not None and cache.generation == generation:
                     cache.encoded = encoded
             ms = round((time.perf_counter() - started) * 1000, 1)
             return encoded + b',"elapsed_ms":' + str(ms).encode() + b"}", 200
-        body, status = provider.runs(where)
-        return _dumps(body).encode(), status
+        # A recent filter, encoded once while no run changes and none is live.
+        where = where.strip()
+        cache.refresh()
+        generation = cache.generation
+        hit = cache.recall(where)
+        if hit is None:
+            body, status = provider.runs(where)
+            body.pop("elapsed_ms")
+            hit = _dumps(body)[:-1].encode(), status
+            cache.remember(where, generation, *hit)
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        return hit[0] + b',"elapsed_ms":' + str(ms).encode() + b"}", hit[1]
 
     async def runs_json(request: Request) -> Response:
         text, status = await run_in_threadpool(runs_bytes, request.query_params.get("where"))

@@ -6,11 +6,13 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from reprolog._store import Store
 
 FULL_SCAN_S = 10.0
+FILTERED_KEPT = 8  # recent `where` bodies kept encoded (10,000 runs: up to ~4 MB each)
 _DEFAULT_PARAMS = 10
 _DEFAULT_METRICS = 10
 
@@ -55,6 +57,8 @@ class RunsCache:
         self._top = 0
         self._full_at = 0.0
         self._frame: Any = None
+        self.generation = 0  # bumped whenever a row changes: what a cached body was built from
+        self._filtered: OrderedDict[str, tuple[int, bytes, int]] = OrderedDict()
 
     def _scan(self) -> dict[str, int]:
         out = {}
@@ -123,7 +127,29 @@ class RunsCache:
                 self._table = None
                 self.encoded = None
                 self._frame = None
+                self._filtered.clear()
+                self.generation += 1
             return [r for _, r in self._rows.values()], changed
+
+    def recall(self, where: str) -> tuple[bytes, int] | None:
+        """The encoded body of a recent `where` (without its closing brace), while unchanged."""
+        with self._lock:
+            hit = self._filtered.get(where)
+            if hit is None or hit[0] != self.generation:
+                return None
+            self._filtered.move_to_end(where)
+            return hit[1], hit[2]
+
+    def remember(self, where: str, generation: int, encoded: bytes, status: int) -> None:
+        """Keep a `where` body built at `generation`, unless a row changed meanwhile or a run
+        is live (its row must update on every request)."""
+        with self._lock:
+            if generation != self.generation or self._table is None:
+                return
+            self._filtered[where] = (generation, encoded, status)
+            self._filtered.move_to_end(where)
+            while len(self._filtered) > FILTERED_KEPT:
+                self._filtered.popitem(last=False)
 
     def ids(self) -> set[str]:
         with self._lock:
