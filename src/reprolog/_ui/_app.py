@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reprolog._errors import AmbiguousRunError, ReprologError, RunNotFoundError, StoreError
 from reprolog._ui import _security
+from reprolog._ui._cache import release_memory
 from reprolog._ui._data import Provider
 from reprolog._ui._security import Refused
 
@@ -76,6 +77,12 @@ def build(store_dir: str | os.PathLike[str], token: str | None) -> Starlette:
     from starlette.concurrency import run_in_threadpool
 
     provider = Provider(store_dir)
+    try:  # mimalloc keeps freed Arrow buffers mapped; the system pool returns them (RSS)
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
+    except (ImportError, NotImplementedError):
+        pass
 
     def shell(name: str) -> Any:
         async def view(request: Request) -> Response:
@@ -165,7 +172,11 @@ def build(store_dir: str | os.PathLike[str], token: str | None) -> Starlette:
                 group=q.get("group") or None,
             )
         )
-        return _json(body)
+        text = await run_in_threadpool(_dumps, body)
+        del body
+        # The lists and the decode buffers are garbage now: give the pages back (RSS target).
+        await run_in_threadpool(release_memory)
+        return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def compare_json(request: Request) -> Response:
         return _json(await run_in_threadpool(provider.compare, _refs(request)))
