@@ -90,10 +90,10 @@ trainer.fit(Tiny(), data)
 """
 
 
-@pytest.mark.parametrize("ns", ["lightning.pytorch", "pytorch_lightning"])
-def test_env_switch_alone_records_a_script_with_no_reprolog_code(tmp_path: Path, ns: str) -> None:
+def _run_autologged(tmp_path: Path, code: str) -> reprolog.Store:
+    """Run `code` as a script with only REPROLOG_AUTOLOG=1 set; return the store it wrote."""
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(_SCRIPT.format(ns=ns)))
+    script.write_text(textwrap.dedent(code))
     env = {**os.environ, "REPROLOG_AUTOLOG": "1", "REPROLOG_DIR": str(tmp_path / "store")}
     env["PYTHONWARNINGS"] = "ignore"
     done = subprocess.run(
@@ -105,7 +105,12 @@ def test_env_switch_alone_records_a_script_with_no_reprolog_code(tmp_path: Path,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    store = reprolog.Store(tmp_path / "store")
+    return reprolog.Store(tmp_path / "store")
+
+
+@pytest.mark.parametrize("ns", ["lightning.pytorch", "pytorch_lightning"])
+def test_env_switch_alone_records_a_script_with_no_reprolog_code(tmp_path: Path, ns: str) -> None:
+    store = _run_autologged(tmp_path, _SCRIPT.format(ns=ns))
     (row,) = store.runs().itertuples()
     assert row.status == "completed"
     assert sorted(store.run(row.id).metrics(keys=["loss"])["step"]) == [0, 1, 2]
@@ -123,20 +128,7 @@ trainer.fit(BoringModel())
 
 def test_boring_model_with_no_reprolog_code_has_its_per_step_loss(tmp_path: Path) -> None:
     # Lightning's own demo returns its loss from training_step and never calls self.log.
-    script = tmp_path / "boring.py"
-    script.write_text(textwrap.dedent(_BORING))
-    env = {**os.environ, "REPROLOG_AUTOLOG": "1", "REPROLOG_DIR": str(tmp_path / "store")}
-    env["PYTHONWARNINGS"] = "ignore"
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    store = reprolog.Store(tmp_path / "store")
+    store = _run_autologged(tmp_path, _BORING)
     (row,) = store.runs().itertuples()
     assert row.status == "completed"
     loss = store.run(row.id).metrics(keys=["train/returned_loss"])
