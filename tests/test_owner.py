@@ -139,3 +139,15 @@ def test_opening_again_before_closing_ends_the_unended_run_failed(store_dir: Pat
     assert first.status == "failed" and second.status == "running"
     assert "before this one ended" in (_record(first).error or {})["message"]
     owner.close(None)
+
+
+def test_max_steps_reads_the_reproduce_step_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    owner = reprolog.RunOwner("mylib")
+    monkeypatch.delenv("REPROLOG_MAX_STEPS", raising=False)
+    assert owner.max_steps is None
+    monkeypatch.setenv("REPROLOG_MAX_STEPS", "20")
+    assert owner.max_steps == 20
+    for bad in ("0", "-3", "ten"):
+        monkeypatch.setenv("REPROLOG_MAX_STEPS", bad)
+        with pytest.raises(reprolog.ArgumentError, match="REPROLOG_MAX_STEPS"):
+            owner.max_steps

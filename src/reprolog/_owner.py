@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reprolog import _lifecycle
+from reprolog import _lifecycle, _steplimit
 from reprolog._errors import ArgumentError
 from reprolog._run import Run, init
 
@@ -110,6 +110,19 @@ class RunOwner:
     def adopted(self) -> bool:
         """True when the run is the user's active run, adopted by `open()`."""
         return self._adopted
+
+    @property
+    def max_steps(self) -> int | None:
+        """The number of optimizer steps after which training must stop, or None for no limit.
+
+        Set by `reprolog reproduce --steps N` for its re-run (``$REPROLOG_MAX_STEPS``). An
+        integration stops the training after that many steps the way its framework allows;
+        the run then ends "completed" with only that prefix of steps.
+
+        Raises:
+            ArgumentError: the limit in the environment is not a positive integer.
+        """
+        return _steplimit.max_steps()
 
     def open(self) -> Run | None:
         """Pick the run to record into, by the policy above, and return it.
