@@ -10,7 +10,12 @@ from reprolog._capture.report import CaptureReport
 from reprolog._hashing import sha256_fileobj
 from reprolog._redact import redact_argv
 
-__all__ = ["capture_command", "entry_point"]
+__all__ = ["ENV_LAUNCH", "capture_command", "entry_point"]
+
+# Set by a launcher that starts the training in another process (`reprolog run -- CMD`): a
+# JSON object {"argv": [...], "cwd": "..."} of the command as the user typed it, so the run
+# records `torchrun ... train.py` or `my-train --lr 0.1`, not only the worker's own argv.
+ENV_LAUNCH = "REPROLOG_LAUNCH"
 
 
 def entry_point() -> tuple[str, str | None, str | None]:
