@@ -82,6 +82,10 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         self._step = 0
         self._last_logs: dict[str, Any] = {}
         self._checkpoints: CheckpointWatcher | None = None
+        # `reprolog reproduce --steps N`: batches begun in this fit, and the limit.
+        self._fit_step = 0
+        self._step_limit: int | None = None
+        self._steps_per_call = 1
 
     @property
     def run(self) -> reprolog.Run | None:
@@ -98,6 +102,11 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         if self._in_fit:
             self._end(RuntimeError(_UNENDED))
         run = self._open_run()
+        # After open, so that a bad limit lands in the capture report; with no run too.
+        self._fit_step = 0
+        self._step_limit = self._owner.guard("step limit", lambda: self._owner.max_steps)
+        # A batch hook call covers steps_per_execution steps (always 1 on the torch backend).
+        self._steps_per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if run is None:
             return
         self._in_fit = True
@@ -120,6 +129,14 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         self._epoch = epoch
         self._epoch_start_step = self._step
         self._epoch_batches = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Stop the fit after the step limit's last batch (Keras calls this synchronously)."""
+        self._fit_step += self._steps_per_call
+        limit = self._step_limit
+        if limit is not None and self._fit_step >= limit:
+            # Keras checks this flag right after the batch: exactly `limit` batches run.
+            self.model.stop_training = True
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Record the epoch's running means every N batches (may run on a Keras worker thread)."""
@@ -206,7 +223,13 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         self._owner.log_params({"model": params})
         self._owner.log_params(_describe.describe_compile(model))
         self._run.update_section(
-            "keras", {**_describe.keras_facts(), "model": section, "async_safe": self.async_safe}
+            "keras",
+            {
+                **_describe.keras_facts(),
+                "model": section,
+                "async_safe": self.async_safe,
+                "step_limit": self._step_limit,
+            },
         )
 
     def _capture_fit(self) -> None:

@@ -88,6 +88,7 @@ class ReprologCallback(CheckpointCapture):
         self._names: dict[str, tuple[Any, str | None]] = {}
         self._val_data_done = False
         self._loaders: dict[str, Any] = {}
+        self._step_limit: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class ReprologCallback(CheckpointCapture):
         self._writer = False
         self._sink = None
         self._close_rank_writer()
+        self._step_limit = None
         if self._autolog and _user_callback_present(trainer, self):
             self.active = False  # zero-code mode yields to a callback the user added
             return
@@ -104,10 +106,12 @@ class ReprologCallback(CheckpointCapture):
         share = self.all_ranks and _ranks.distributed(trainer)
         if not getattr(trainer, "is_global_zero", True):
             self.active = False  # one run per job: only global rank 0 writes the record
+            self._apply_step_limit(trainer, stage)  # every rank stops at the same step
             if share:
                 self._join_run(trainer)
             return
         opened = self.open_run()
+        self._apply_step_limit(trainer, stage)  # after open: a bad limit lands in the report
         if share:  # also when no run could be opened: the other ranks wait for an answer
             self._ranks_meet = _ranks.share_run(trainer, self.run if opened else None) is not None
         if not opened:
@@ -120,6 +124,10 @@ class ReprologCallback(CheckpointCapture):
         self._loaders = {}
         self._guard("trainer hooks", self._install, trainer)
         self._guard("trainer config", self._record_setup, trainer, pl_module, stage)
+
+    def _apply_step_limit(self, trainer: Any, stage: str) -> None:
+        if stage == "fit":
+            self._step_limit = self._guard("step limit", _limit_steps, trainer, self._owner)
 
     def _reset_metric_state(self) -> None:
         self._lr = {}
@@ -171,6 +179,7 @@ class ReprologCallback(CheckpointCapture):
                 "every_n_steps": self.every_n_steps,
                 "all_ranks": self.all_ranks,
                 "autolog": self._autolog,
+                "step_limit": self._step_limit if stage == "fit" else None,
             },
         )
         run.update_section("seeds", {"lightning": _facts.lightning_seed()})
@@ -335,6 +344,18 @@ class ReprologCallback(CheckpointCapture):
         values, at = _metrics.resolve_step(trainer, metrics, step)
         if values:
             sink.log(values, step=at, epoch=trainer.current_epoch)
+
+
+def _limit_steps(trainer: Any, owner: reprolog.RunOwner) -> int | None:
+    # `reprolog reproduce --steps N`: lower the fit's max_steps to N (never raise it), the
+    # Trainer's own way to stop after N optimizer steps with a normal, completed end.
+    limit = owner.max_steps
+    if limit is None:
+        return None
+    epoch_loop = trainer.fit_loop.epoch_loop
+    if epoch_loop.max_steps < 0 or epoch_loop.max_steps > limit:
+        epoch_loop.max_steps = limit
+    return limit
 
 
 def _user_callback_present(trainer: Any, me: ReprologCallback) -> bool:

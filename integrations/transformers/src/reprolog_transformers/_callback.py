@@ -63,6 +63,7 @@ class ReprologCallback(TrainerCallback):
         self._checkpoints = CheckpointTracker()
         self._last_eval: dict[str, float] = {}
         self._epoch_logged_at = -1
+        self._step_limit: int | None = None
         setattr(self, AUTO_ATTR, False)
         # Without the wrapper a failed train() could not be told apart from a finished one.
         install_train_wrapper()
@@ -120,6 +121,7 @@ class ReprologCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if not state.is_world_process_zero:
+            self._read_step_limit()  # every process stops at the same step
             return
         if self._run is not None and not self._closed:
             if self._owner.owns:
@@ -127,15 +129,20 @@ class ReprologCallback(TrainerCallback):
         else:
             self._run = self._owner.open()
             if self._run is None:
+                self._read_step_limit()
                 return  # no run could be started: training goes on, uncaptured
             self._closed = False
             self._checkpoints = CheckpointTracker()
             self._last_eval, self._epoch_logged_at = {}, -1
         self._capture_start(args, state, kwargs)
 
+    def _read_step_limit(self) -> None:
+        self._step_limit = self._guard("step limit", lambda: self._owner.max_steps)
+
     def _capture_start(self, args: TrainingArguments, state: TrainerState, kw: Any) -> None:
         run = self._run
         assert run is not None
+        self._read_step_limit()  # with the run open: a bad limit lands in its capture report
         trainer = self._trainer
         model = getattr(trainer, "model", None) or kw.get("model")
         processing = getattr(trainer, "processing_class", None) or kw.get("processing_class")
@@ -169,6 +176,7 @@ class ReprologCallback(TrainerCallback):
             "world_size": args.world_size,
             "parallel_mode": str(getattr(args.parallel_mode, "value", args.parallel_mode)),
             "device": str(args.device),
+            "step_limit": self._step_limit,
             **self._train_call,
         }
 
@@ -208,6 +216,15 @@ class ReprologCallback(TrainerCallback):
                 self._epoch_logged_at = step
         if values:
             self._run.log(values, step=step, epoch=_facts.epoch_index(state.epoch))
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        # `reprolog reproduce --steps N`: every process stops after N optimizer steps, the
+        # Trainer's own way (on_train_end runs and train() returns normally).
+        limit = self._step_limit
+        if limit is not None and state.global_step >= limit:
+            control.should_training_stop = True
 
     def on_evaluate(
         self,
