@@ -153,3 +153,30 @@ def take_pending_seeding() -> dict[str, Any] | None:
     with _lock:
         info, _pending = _pending, None
     return info
+
+
+def _refresh_entropy() -> None:
+    """After numpy drew fresh entropy: keep the live run's seeds section up to date."""
+    from reprolog._capture import entropy
+
+    facts = entropy.section_facts()
+    if facts["numpy_entropy_count"] > entropy.MAX_KEPT:
+        return  # only counted from here on: not worth a record write per draw
+    try:
+        import reprolog._lifecycle as run_module
+
+        run = run_module.active_run()
+        if run is not None:
+            run.update_section("seeds", facts)
+    except Exception:  # the user's generator must work whatever happens here
+        return
+
+
+def _install_entropy_hook() -> None:
+    from reprolog._capture import entropy
+
+    entropy.on_draw(_refresh_entropy)
+    entropy.install()
+
+
+_install_entropy_hook()

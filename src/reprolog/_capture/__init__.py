@@ -77,7 +77,14 @@ def capture_all(run_dir: Path) -> CaptureResult:
         command = _guarded("command", report, lambda: capture_command(report))
         where = None
         entry = command.get("entry")
-        if command.get("entry_kind") == "script" and entry and os.path.isfile(entry):
+        entry_file = str(command.get("entry_file") or "")
+        installed = ("site-packages" in entry_file) or ("dist-packages" in entry_file)
+        console = ((command.get("launcher") or {}).get("kind")) == "console_script"
+        if entry_file and not installed and os.path.isfile(entry_file):
+            where = os.path.dirname(entry_file)  # a -m module's, or a console script's module
+        elif console:
+            where = None  # an installed tool's wrapper in bin/: the code is where it runs
+        elif command.get("entry_kind") == "script" and entry and os.path.isfile(entry):
             where = os.path.dirname(entry)
         code_report = CaptureReport()
         code_box: dict[str, dict[str, Any]] = {}

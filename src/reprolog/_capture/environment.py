@@ -11,10 +11,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reprolog._capture.installs import index_urls, install_facts
 from reprolog._capture.report import CaptureReport
 from reprolog._redact import redact_value
 
-__all__ = ["ENV_NAMES", "ENV_PREFIXES", "capture_environment", "packages", "requirements_txt"]
+__all__ = [
+    "ENV_NAMES",
+    "ENV_PREFIXES",
+    "capture_environment",
+    "distributions",
+    "packages",
+    "requirements_txt",
+]
 
 ENV_NAMES = frozenset(
     {
@@ -105,9 +113,21 @@ def packages() -> dict[str, str]:
     Returns:
         name → version, sorted by name.
     """
-    found: dict[str, str] = {}
+    return {name: version for name, (version, _) in distributions().items()}
+
+
+def distributions(paths: list[str] | None = None) -> dict[str, tuple[str, Path]]:
+    """Every installed distribution on ``paths`` (default ``sys.path``): name → (version, folder).
+
+    Args:
+        paths: the import path to scan (e.g. another venv's site-packages).
+
+    Returns:
+        normalized name → (version, its ``.dist-info``/``.egg-info`` folder), sorted by name.
+    """
+    found: dict[str, tuple[str, Path]] = {}
     slow: list[Path] = []
-    for entry in sys.path:
+    for entry in sys.path if paths is None else paths:
         try:
             names = os.listdir(entry or ".")
         except OSError:
@@ -117,7 +137,7 @@ def packages() -> dict[str, str]:
                 stem = fname[: -len(".dist-info")]
                 name, sep, version = stem.partition("-")
                 if sep and version:
-                    found.setdefault(_normalize(name), version)
+                    found.setdefault(_normalize(name), (version, Path(entry or ".", fname)))
                     continue
                 slow.append(Path(entry or ".", fname))
             elif fname.endswith(".egg-info"):
@@ -130,7 +150,7 @@ def packages() -> dict[str, str]:
                 dist = md.PathDistribution(path)
                 name = dist.metadata["Name"]
                 if name:
-                    found.setdefault(_normalize(name), dist.version)
+                    found.setdefault(_normalize(name), (dist.version, path))
             except Exception:  # a broken metadata folder must not stop capture
                 continue
     return dict(sorted(found.items()))
@@ -244,6 +264,15 @@ def _gpu_facts(pkgs: Mapping[str, str], report: CaptureReport) -> dict[str, Any]
     return {"gpus": gpus, "gpu_driver": driver, "cuda_version": cuda, "cudnn_version": cudnn}
 
 
+def _base_executable() -> str | None:
+    """The interpreter a venv was made from (``sys._base_executable``), resolved."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    try:
+        return os.path.realpath(base) if base else None
+    except OSError:
+        return None
+
+
 def _threads() -> dict[str, Any]:
     threads: dict[str, Any] = {
         name: os.environ.get(name)
@@ -283,14 +312,30 @@ def capture_environment(report: CaptureReport) -> dict[str, Any]:
         "ram_bytes": _ram_bytes(),
     }
     try:
-        pkgs = packages()
+        dists = distributions()
     except Exception as exc:
         report.error("environment.packages", exc)
-        pkgs = {}
+        dists = {}
+    pkgs = {name: version for name, (version, _) in dists.items()}
     section.update(_gpu_facts(pkgs, report))
     if not section["gpus"]:
         report.skip("environment.gpus", "no NVIDIA GPU found (/proc/driver/nvidia absent)")
     section["packages"] = pkgs
+    try:
+        folders = {name: path for name, (_, path) in dists.items()}
+        sources, installer, installers = install_facts(folders, report)
+    except Exception as exc:
+        report.error("environment.package_sources", exc)
+        sources, installer, installers = {}, None, {}
+    section["package_sources"] = sources
+    section["installer"] = installer
+    section["installers"] = installers
+    try:
+        section["index_urls"] = index_urls()
+    except Exception as exc:
+        report.error("environment.index_urls", exc)
+        section["index_urls"] = None
+    section["python_base_executable"] = _base_executable()
     section["container"] = _container()
     section["virtualenv"] = sys.prefix if sys.prefix != sys.base_prefix else None
     conda_prefix = os.environ.get("CONDA_PREFIX")

@@ -132,6 +132,12 @@ def capture_seeds(run_dir: Path, report: CaptureReport) -> dict[str, Any]:
                 )
         except Exception as exc:
             report.error("seeds.torch", exc)
+    try:
+        from reprolog._capture.entropy import section_facts
+
+        section.update(section_facts())
+    except Exception as exc:
+        report.error("seeds.numpy_entropy", exc)
     report.done("seeds")
     return section
 
