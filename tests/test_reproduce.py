@@ -167,7 +167,7 @@ def test_refuses_records_it_cannot_rerun(repo: Path, store: Path, tmp_path: Path
         [sys.executable, "-c", "import reprolog; reprolog.init().finish()"],
         cwd=repo, env=env, check=True,
     )  # fmt: skip
-    with pytest.raises(ReproduceError, match=r"started as a command entry.*scripts only"):
+    with pytest.raises(ReproduceError, match=r"started as a command entry.*re-runs scripts"):
         reproduce(reprolog.Store(store).run_ids()[-1], store=store)
 
 

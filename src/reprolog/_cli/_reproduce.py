@@ -15,7 +15,8 @@ EXIT_CODES_HELP = (
     "  0  identical or within tolerance (also: a dry run that found everything it needs)\n"
     "  1  diverged, or the re-run failed (error, timeout, or it made no run)\n"
     "  2  error: unknown run, or the record lacks a commit, a command or a script, or its\n"
-    "     repository is not here"
+    "     repository or commit is not here, or no interpreter of the recorded Python (--env\n"
+    "     recorded), or --strict found an ML-relevant package mismatch"
 )
 
 _STYLE = {"identical": "green", "within tolerance": "yellow", "diverged": "red", "failed": "red"}
@@ -30,7 +31,26 @@ _STYLE = {"identical": "green", "within tolerance": "yellow", "diverged": "red",
     "--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
     help="Stop the re-run after this many seconds (verdict: failed).",
 )  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option(
+    "--env", "env_mode", type=click.Choice(["current", "recorded"]), default="current",
+    show_default=True,
+    help="current: this Python and its packages. recorded: a venv rebuilt from the recorded "
+    "packages (uv if installed, else pip; cached by a hash of the requirement set).",
+)  # fmt: skip
+@click.option(
+    "--strict", is_flag=True,
+    help="Refuse to run when Python, torch, CUDA/cuDNN, numpy or a framework differs from the "
+    "record.",
+)  # fmt: skip
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Stop the re-run after N training steps and compare only that prefix.",
+)  # fmt: skip
+@click.option(
+    "--installer", type=click.Choice(["uv", "pip"]), default=None,
+    help="With --env recorded: build the venv with this tool (default: uv when installed).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_context
 def reproduce_cmd(
     ctx: click.Context,
@@ -41,27 +61,44 @@ def reproduce_cmd(
     dry_run: bool,
     keep: bool,
     timeout: float | None,
+    env_mode: str,
+    strict: bool,
+    steps: int | None,
+    installer: str | None,
     as_json: bool,
 ) -> None:
     """Re-run RUN from its recorded code, command and seeds, and judge the result.
 
     Checks out the recorded commit in a temporary git work tree, applies the recorded
-    uncommitted and untracked changes, runs the recorded script with this Python, the recorded
-    seed, determinism and thread variables, and the original RNG states restored at
-    reprolog.init; then compares the new run with the original. The verdict is identical,
-    within tolerance, diverged at step N (with the likely cause), or failed.
+    uncommitted and untracked changes, and re-launches the recorded command the way it was
+    started (python script.py, python -m pkg.mod, a console script, torchrun, accelerate
+    launch) with the recorded seed, determinism and thread variables; the original RNG states
+    and numpy's fresh entropy are restored at reprolog.init. Then compares the new run with the
+    original: identical, within tolerance, diverged at step N (with the likely causes), or
+    failed, plus the environment and the checkpoints saved at common steps.
+
+    By default (--env current) the re-run uses this Python and its packages: fast, and it
+    answers "does it still reproduce here". --env recorded rebuilds the recorded packages in
+    a venv (an interpreter of the recorded Python version must be on this machine; the project
+    under training, when it was an editable install, is installed from the work tree) and
+    answers "can someone else reproduce it". --steps N sets $REPROLOG_MAX_STEPS, which the
+    Lightning, transformers and Keras integrations honour (scikit-learn has no steps: it runs
+    whole), and compares the first N steps only.
 
     \b
     Examples:
       reprolog reproduce 01jb2
       reprolog reproduce baseline --exact --timeout 600 || echo "not reproduced"
+      reprolog reproduce 01jb2 --env recorded --strict
+      reprolog reproduce 01jb2 --steps 20 --json
       reprolog reproduce 01jb2 --dry-run
     """
     from reprolog._reproduce import reproduce
 
     result = reproduce(
         run, store=store_from(ctx), rtol=rtol, atol=atol, exact=exact, dry_run=dry_run,
-        timeout=timeout, keep=keep,
+        timeout=timeout, keep=keep, env=env_mode, strict=strict, steps=steps,
+        installer=installer,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=repr))
@@ -79,6 +116,20 @@ def reproduce_cmd(
             out.print(f"  env {name}={value}", highlight=False)
     if unset:
         out.print(f"  env unset as recorded: {' '.join(unset)}", highlight=False)
+    env_line = f"Environment: {result.env_mode} ({result.python})"
+    if result.venv:
+        how = "reused from the cache" if result.venv_cached else "built"
+        env_line += f", venv {how} in {result.build_seconds:.1f}s"
+    out.print(env_line, highlight=False)
+    for d in result.env_differences[:10]:
+        mark = " (ML)" if d.ml else ""
+        out.print(
+            f"  differs{mark}: {d.name} recorded {d.recorded or '(absent)'}, "
+            f"here {d.actual or '(absent)'}",
+            highlight=False,
+        )
+    if len(result.env_differences) > 10:
+        out.print(f"  … and {len(result.env_differences) - 10} more", highlight=False)
     for note in result.notes:
         out.print(f"Not exact: {note}", highlight=False)
     if dry_run:
@@ -96,8 +147,18 @@ def reproduce_cmd(
         highlight=False,
     )
     out.print(Text(f"Verdict: {verdict}", style=f"bold {_STYLE.get(str(result.verdict), '')}"))
+    if result.steps is not None:
+        out.print(
+            f"Prefix: --steps {result.steps}; the re-run stopped at step {result.new_steps}",
+            highlight=False,
+        )
     if result.likely_cause:
         out.print(f"Likely cause: {result.likely_cause}", highlight=False)
+    for cause in result.causes[1:]:
+        out.print(f"  also: {cause}", highlight=False)
+    for ck in result.checkpoints:
+        same = "equal" if ck.equal else "differ"
+        out.print(f"Checkpoint at step {ck.step} ({ck.name}): {same}", highlight=False)
     if result.error:
         out.print(Text(result.error))
     if result.kept:

@@ -39,13 +39,34 @@ def show(ctx: click.Context, run: str) -> None:
     Example:
       reprolog show 01jb2
     """
-    record = store_from(ctx).run(run)
+    store = store_from(ctx)
+    record = store.run(run)
     out = console()
-    render_record(record, out)
+    render_record(record, out, reproduced_by=reproductions_of(store, record.id))
 
 
-def render_record(record: Any, out: Console) -> None:
-    """Print a RunRecord section by section."""
+def reproductions_of(store: Any, run_id: str) -> list[tuple[str, str | None]]:
+    """The runs that `reprolog reproduce` made of ``run_id``: (id, verdict), oldest first."""
+    try:
+        runs = store.runs()
+    except Exception:  # a listing problem must not stop `show`
+        return []
+    if "tags.reproduces" not in runs.columns:
+        return []
+    found: list[tuple[str, str | None]] = []
+    for rid in runs.loc[runs["tags.reproduces"] == run_id, "id"]:
+        try:
+            verdict = store.run(str(rid)).section("reproduce").get("verdict")
+        except Exception:
+            verdict = None
+        found.append((str(rid), verdict))
+    return sorted(found)
+
+
+def render_record(
+    record: Any, out: Console, reproduced_by: list[tuple[str, str | None]] | None = None
+) -> None:
+    """Print a RunRecord section by section (with the re-runs made of it, when given)."""
     raw = record.raw
     sections = raw.get("sections") or {}
     status = str(raw.get("status"))
@@ -65,6 +86,12 @@ def render_record(record: Any, out: Console) -> None:
         head.append(("error", f"[red]{fmt_value(text, 200)}[/]"))
     for key, value in sorted((raw.get("tags") or {}).items()):
         head.append((f"tag {key}", value))
+    of = (raw.get("tags") or {}).get("reproduces")
+    if of:
+        verdict = (sections.get("reproduce") or {}).get("verdict")
+        head.append(("reproduces", f"{of}" + (f" (verdict: {verdict})" if verdict else "")))
+    for rid, verdict in reproduced_by or []:
+        head.append(("reproduced by", rid + (f" (verdict: {verdict})" if verdict else "")))
     out.print(_kv(f"Run {record.id}", head, markup=True))
     out.print(_kv("Params", sorted((raw.get("params") or {}).items())))
     out.print(_metrics_table(raw.get("metrics_summary") or {}))

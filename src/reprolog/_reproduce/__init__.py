@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._reproduce._model import ENV_FROM, ENV_ID, ENV_REPORT, ReproduceError, Reproduction
+from reprolog._reproduce._envdiff import compare_env, strict_refusal
+from reprolog._reproduce._model import (
+    ENV_FROM,
+    ENV_ID,
+    ENV_REPORT,
+    Cause,
+    CheckpointComparison,
+    EnvDifference,
+    ReproduceError,
+    Reproduction,
+)
 from reprolog._reproduce._rerun import (
     apply_code,
     command_line,
@@ -18,13 +27,32 @@ from reprolog._reproduce._rerun import (
     remove_tree,
     run_child,
 )
+from reprolog._reproduce._venv import (
+    build_env,
+    find_interpreter,
+    install_project,
+    locked,
+    requirements_of,
+    venv_packages,
+)
+from reprolog._reproduce._verdict import judge
 
 if TYPE_CHECKING:
-    from reprolog._diff import Difference, RunDiff
     from reprolog._record import RunRecord
     from reprolog._store import Store
 
-__all__ = ["ReproduceError", "Reproduction", "on_run_start", "reproduce"]
+__all__ = [
+    "Cause",
+    "CheckpointComparison",
+    "EnvDifference",
+    "ReproduceError",
+    "Reproduction",
+    "on_run_start",
+    "reproduce",
+]
+
+
+ENV_MODES = ("current", "recorded")
 
 
 def reproduce(
@@ -38,13 +66,19 @@ def reproduce(
     dry_run: bool = False,
     timeout: float | None = None,
     keep: bool = False,
+    env: str = "current",
+    strict: bool = False,
+    steps: int | None = None,
+    installer: str | None = None,
 ) -> Reproduction:
     """Re-run a recorded run from its recorded commit, uncommitted changes, command and RNG states.
 
     The recorded commit is checked out in a fresh git work tree, the recorded patch (uncommitted
-    and untracked changes) applied, and the recorded script run with this interpreter, the recorded
-    seed, determinism and thread variables, and the original RNG states restored when the script
-    calls ``reprolog.init``. The new run is then diffed against the original.
+    and untracked changes) applied, and the recorded command re-launched the way it was started
+    (``python script.py``, ``python -m pkg.mod``, a console script, ``torchrun`` or ``accelerate
+    launch``) with the recorded seed, determinism and thread variables; the original RNG states
+    (and numpy's fresh entropy) are restored when the script calls ``reprolog.init``. The new
+    run is then compared with the original.
 
     Args:
         run: the recorded run: an id, unique id prefix or name, or a ``RunRecord``.
@@ -53,25 +87,41 @@ def reproduce(
         rtol: relative tolerance for metrics (default: ``diff``'s).
         atol: absolute tolerance for metrics (default: ``diff``'s).
         exact: metrics must match bit for bit (rtol = atol = 0).
-        dry_run: check and plan only: make no work tree and run nothing.
+        dry_run: check and plan only: make no work tree, build no venv and run nothing.
         timeout: seconds the re-run may take; then it is stopped and the verdict is "failed".
         keep: leave the work tree in place (remove it with ``git worktree remove``).
+        env: ``"current"`` (default: this interpreter and its packages) or ``"recorded"`` (a
+            venv rebuilt from the recorded packages, cached under ``$REPROLOG_CACHE_DIR/venvs``
+            by a hash of the requirement set; uv when installed, else pip).
+        strict: refuse to run when the environment differs from the record in an ML-relevant
+            package (Python, torch, CUDA/cuDNN, numpy, the frameworks).
+        steps: stop the re-run after this many training steps (``$REPROLOG_MAX_STEPS``, which
+            the integrations honour) and compare only that prefix.
+        installer: ``"uv"`` or ``"pip"`` for ``env="recorded"``; default: uv when installed.
 
     Returns:
         A ``Reproduction``; ``verdict`` says whether the run reproduced.
 
     Raises:
-        ReproduceError: the record lacks a commit, a command or a script, or its repository or
-            commit is not here.
+        ReproduceError: the record lacks a commit, a command or a script; its repository or
+            commit is not here; no interpreter of the recorded Python version (``--env
+            recorded``); the rebuild failed; or ``strict`` found an ML-relevant mismatch.
         RunNotFoundError, AmbiguousRunError: ``run`` names no run, or several.
-        ArgumentError: a bad tolerance or timeout.
+        ArgumentError: a bad tolerance, timeout, env, steps or installer.
     """
     from reprolog._diff import DEFAULT_ATOL, DEFAULT_RTOL
     from reprolog._errors import ArgumentError
+    from reprolog._steplimit import ENV_MAX_STEPS
     from reprolog._store import Store
 
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise ArgumentError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    if env not in ENV_MODES:
+        raise ArgumentError(f"env must be one of {', '.join(ENV_MODES)}, got {env!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ArgumentError(f"steps must be a positive int or None, got {steps!r}")
+    if installer not in (None, "uv", "pip"):
+        raise ArgumentError(f"installer must be 'uv', 'pip' or None, got {installer!r}")
     rtol, atol = (0.0, 0.0) if exact else (_tol(rtol, DEFAULT_RTOL), _tol(atol, DEFAULT_ATOL))
     if isinstance(store, Store):
         st = store
@@ -81,21 +131,53 @@ def reproduce(
         st = Store(Path(run.dir).parent.parent)
     record = st.run(run) if isinstance(run, str) else run
     plan = plan_rerun(record, st)
+    if steps is not None:
+        plan.env[ENV_MAX_STEPS] = str(steps)
+    recorded_env = record.section("environment")
+    built = None
+    if env == "recorded" and not dry_run:
+        built = build_env(recorded_env, str(plan.root), installer=installer)
+        plan.python = built.python
+        plan.notes += built.notes
+    env_diffs = _env_differences(recorded_env, built, plan)
+    refusal = strict_refusal(env_diffs, "rebuilt" if env == "recorded" else "current")
+    if strict and refusal:
+        raise ReproduceError(refusal)
     if dry_run:
         where = str(workdir) if workdir is not None else "<a new temporary folder>"
         cwd = plan.cwd if plan.cwd_rel is None else os.path.join(where, plan.cwd_rel)
-        return Reproduction(
+        if env == "recorded":
+            python, _, notes = find_interpreter(recorded_env)
+            plan.python = "<venv from " + python + ">"
+            plan.notes += notes + requirements_of(recorded_env, str(plan.root)).notes
+        out = Reproduction(
             record.id, None, command_line(plan, where), cwd, where, kept=False,
             exact=not plan.notes, notes=list(plan.notes), env=dict(plan.env),
         )  # fmt: skip
+        out.env_mode, out.python, out.steps = env, plan.python, steps  # type: ignore[assignment]
+        out.env_differences = env_diffs
+        return out
     tree = make_tree(plan, workdir)
     try:
         notes = plan.notes + apply_code(record, plan.root, tree)
-        result, new_dir = run_child(plan, tree, st, timeout)
+        lock = locked(Path(built.path)) if built is not None else contextlib.nullcontext()
+        with lock:
+            if built is not None:
+                notes += install_project(built, tree)
+            result, new_dir = run_child(plan, tree, st, timeout)
         result.notes = notes
         result.exact = not notes
         result.kept = keep
-        _judge(result, new_dir, record, rtol=rtol, atol=atol)
+        result.env_mode = env  # type: ignore[assignment]
+        result.python = plan.python
+        result.env_differences = env_diffs
+        result.steps = steps
+        if built is not None:
+            result.venv, result.venv_cached = built.path, built.cached
+            result.build_seconds = built.seconds
+        injected = [os.path.normpath(os.path.join(tree, rel)) for rel in plan.pythonpath]
+        judge(result, new_dir, record, rtol=rtol, atol=atol, injected_pythonpath=injected)
+        _link(result, new_dir)
         return result
     finally:
         if not keep:
@@ -106,98 +188,37 @@ def _tol(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
-# ---------------------------------------------------------------------------------- verdict
+def _env_differences(recorded: dict[str, Any], built: Any, plan: Any) -> list[EnvDifference]:
+    """The record against the environment the re-run uses (the rebuilt venv, or this one)."""
+    import platform
+
+    from reprolog._capture.environment import packages
+
+    if built is not None:
+        project = set(built.requirements.project)
+        return compare_env(recorded, venv_packages(built.path), built.version, skip=project)
+    if str(plan.python).startswith("<"):  # a dry run of --env recorded: nothing built yet
+        return []
+    return compare_env(recorded, packages(), platform.python_version())
 
 
-def _judge(
-    out: Reproduction, new_dir: str | None, original: RunRecord, *, rtol: float, atol: float
-) -> None:
-    """Diff the original against the re-run and set the verdict, divergence and likely cause."""
-    from reprolog._diff import MetricStatus, diff
-    from reprolog._store import Store
-
+def _link(result: Reproduction, new_dir: str | None) -> None:
+    """Write the verdict into the re-run's ``reproduce`` section (``reprolog show`` reads it)."""
     if new_dir is None:
-        out.verdict = "failed"
         return
-    run_dir = Path(new_dir)
-    new = Store(run_dir.parent.parent).run(run_dir.name)
-    out.new = new.id
-    if out.error is not None or new.status not in ("completed", original.status):
-        out.verdict = "failed"
-        if out.error is None:
-            err = new.error or {}
-            out.error = f"the re-run ended {new.status}: {err.get('type')}: {err.get('message')}"
-        return
-    if original.status != "completed":
-        out.notes.append(f"the original run ended {original.status}, and so did the re-run")
-    full = diff(original, new, rtol=rtol, atol=atol)
-    out.diff, out.expected = _split_expected(full, out, original)
-    d = out.diff
-    diverged = [m for m in d.metrics if m.status is MetricStatus.DIVERGED]
-    if diverged or d.metrics_only_in_a or d.metrics_only_in_b:
-        out.verdict = "diverged"
-        if diverged:
-            first = min(diverged, key=lambda m: (m.step if m.step is not None else 2**63, m.key))
-            out.diverged_at, out.diverged_metric = first.step, first.key
-        else:
-            out.diverged_metric = (d.metrics_only_in_a + d.metrics_only_in_b)[0]
-    elif any(m.status is MetricStatus.WITHIN_TOLERANCE for m in d.metrics):
-        out.verdict = "within tolerance"
-    else:
-        out.verdict = "identical"
-        if not d.metrics:
-            out.notes.append("the original logged no metrics: only the record was compared")
-    if out.verdict != "identical":
-        if d.differences:
-            top = d.differences[0]
-            out.likely_cause = f"{top.category.value}: {top.explanation}"
-        elif out.notes:
-            out.likely_cause = f"the re-run was not exact: {out.notes[0]}"
-        else:
-            out.likely_cause = (
-                "nothing recorded differs: look outside the record (data read without "
-                "log_dataset, non-deterministic kernels, thread scheduling)"
-            )
+    try:
+        from reprolog._record import read_json, write_json_atomic
 
-
-def _split_expected(
-    d: RunDiff, out: Reproduction, original: RunRecord
-) -> tuple[RunDiff, list[Difference]]:
-    """Move the differences that re-running in a work tree causes by itself out of the diff."""
-    root = str(original.section("code").get("root") or "")
-    cwd = str(original.section("command").get("cwd") or "")
-    swaps = [(out.workdir, root), (out.cwd, cwd)]
-
-    def unmap(value: Any) -> Any:
-        if isinstance(value, str):
-            for new, old in swaps:
-                value = value.replace(new, old)
-            return value
-        if isinstance(value, list):
-            return [unmap(v) for v in value]
-        if isinstance(value, Mapping):
-            return {k: unmap(v) for k, v in value.items()}
-        return value
-
-    def is_expected(x: Difference) -> bool:
-        return (
-            x.key in ("tags.reproduces", "code.branch", "code.detached", "reproduce")
-            or x.key.startswith(("reproduce.", "environment.env.REPROLOG_"))
-            # staged in the original, unstaged after `git apply`: same change, other letters
-            or (x.key.startswith("code.changed.") and x.a is not None and x.b is not None)
-            or (x.b is not None and unmap(x.b) == x.a)
-            # the interpreter as typed ("python") against the one the re-run used, by path
-            or (x.key == "command.orig_argv" and _tail_equal(x.a, unmap(x.b)))
-        )
-
-    kept = [x for x in d.differences if not is_expected(x)]
-    expected = [x for x in d.differences if is_expected(x)]
-    ranked = [dataclasses.replace(x, rank=i) for i, x in enumerate(kept, 1)]
-    return dataclasses.replace(d, differences=ranked), expected
-
-
-def _tail_equal(a: Any, b: Any) -> bool:
-    return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a[1:] == b[1:]
+        path = Path(new_dir) / "run.json"
+        raw = read_json(path)
+        section = raw.setdefault("sections", {}).setdefault("reproduce", {})
+        section.update(
+            verdict=result.verdict, diverged_at=result.diverged_at,
+            likely_cause=result.likely_cause, env=result.env_mode, steps=result.steps,
+        )  # fmt: skip
+        write_json_atomic(path, raw)
+    except Exception as exc:  # the verdict stands even if the record cannot take it
+        result.notes.append(f"the verdict could not be written into the re-run's record: {exc}")
 
 
 # ---------------------------------------------------------------------------------- child hook

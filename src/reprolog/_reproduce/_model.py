@@ -11,9 +11,97 @@ from reprolog._errors import ReproduceError
 if TYPE_CHECKING:
     from reprolog._diff import Difference, RunDiff
 
-__all__ = ["ENV_FROM", "ENV_ID", "ENV_REPORT", "REDACTED", "ReproduceError", "Reproduction"]
+__all__ = [
+    "ENV_FROM",
+    "ENV_ID",
+    "ENV_REPORT",
+    "REDACTED",
+    "Cause",
+    "CheckpointComparison",
+    "EnvDifference",
+    "ReproduceError",
+    "Reproduction",
+]
 
 Verdict = Literal["identical", "within tolerance", "diverged", "failed"]
+EnvMode = Literal["current", "recorded"]
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One likely cause of a divergence, most likely first in ``Reproduction.causes``.
+
+    Attributes:
+        category: what kind of barrier: a ``diff`` category (``"data"``, ``"code"``,
+            ``"environment"``...), ``"entropy"`` (OS randomness the record cannot replay),
+            ``"rebuild"`` (the re-run could not be made exact) or ``"unknown"``.
+        explanation: one sentence for a person.
+        key: the recorded fact behind it (a dotted record path), when there is one.
+        source: who named it: ``"record"`` (the ranked diff), ``"reproduce"``, or another
+            analysis (per-step fingerprints add theirs here).
+        step: the step it acted at, when known.
+    """
+
+    category: str
+    explanation: str
+    key: str | None = None
+    source: str = "record"
+    step: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.explanation}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe mapping."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EnvDifference:
+    """A package or interpreter fact that differs between the record and the re-run's env.
+
+    Attributes:
+        name: ``"python"``, ``"python_implementation"`` or a normalized distribution name.
+        recorded: the recorded version (None: not installed then).
+        actual: the version in the environment the re-run uses (None: not installed).
+        ml: on the numeric path of a training (Python, torch, CUDA/cuDNN, numpy, frameworks):
+            what ``--strict`` refuses.
+        rank: 1 for the most relevant, as ``diff`` ranks them.
+    """
+
+    name: str
+    recorded: str | None
+    actual: str | None
+    ml: bool
+    rank: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe mapping."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckpointComparison:
+    """A checkpoint both runs saved at the same step (and name), and whether the bytes match.
+
+    Attributes:
+        step: the training step.
+        name: the checkpoint's file or folder name.
+        original: its sha256 in the original run.
+        new: its sha256 in the re-run.
+        equal: the hashes are equal.
+    """
+
+    step: int
+    name: str
+    original: str | None
+    new: str | None
+    equal: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe mapping."""
+        return dataclasses.asdict(self)
+
 
 # Set in the child by `reproduce`; read by `on_run_start` (called from `Run.__init__`).
 ENV_ID = "REPROLOG_REPRODUCES"
@@ -47,6 +135,19 @@ class Reproduction:
         expected: differences due to re-running in a work tree, left out of ``diff``.
         error: why the re-run failed: the tail of its stderr, or the timeout.
         seconds: how long the child ran.
+        causes: the likely causes, most likely first (``likely_cause`` is the first, as text).
+        first_divergent: metric key → first divergent step, for each diverging metric.
+        env_mode: ``"current"`` (this interpreter and its packages) or ``"recorded"`` (a venv
+            rebuilt from the record).
+        python: the interpreter the re-run used.
+        env_differences: the record against the environment the re-run used (Python and
+            packages), ranked; empty when they match.
+        venv: the rebuilt venv's folder (``env_mode="recorded"``).
+        venv_cached: the venv came from the cache.
+        build_seconds: time spent building (or reusing) the venv.
+        steps: the step limit (``--steps N``); metrics were compared on that prefix only.
+        new_steps: the highest step the re-run logged.
+        checkpoints: the checkpoints both runs saved at a common step, with hash equality.
     """
 
     original: str
@@ -67,6 +168,17 @@ class Reproduction:
     expected: list[Difference] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    causes: list[Cause] = field(default_factory=list)
+    first_divergent: dict[str, int | None] = field(default_factory=dict)
+    env_mode: EnvMode = "current"
+    python: str = ""
+    env_differences: list[EnvDifference] = field(default_factory=list)
+    venv: str | None = None
+    venv_cached: bool = False
+    build_seconds: float = 0.0
+    steps: int | None = None
+    new_steps: int | None = None
+    checkpoints: list[CheckpointComparison] = field(default_factory=list)
 
     @property
     def reproduced(self) -> bool:
@@ -78,4 +190,6 @@ class Reproduction:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["diff"] = self.diff.to_dict() if self.diff is not None else None
         out["expected"] = [d.to_dict() for d in self.expected]
+        for name in ("causes", "env_differences", "checkpoints"):
+            out[name] = [x.to_dict() for x in getattr(self, name)]
         return out

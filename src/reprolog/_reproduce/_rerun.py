@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,14 +36,19 @@ class _Plan:
     record: RunRecord
     root: Path
     commit: str
-    script: str  # relative to root
-    argv0: str  # the script as typed
+    kind: str  # "script", "module", "console_script", "torchrun", "accelerate", "command"
+    script: str  # the script (kind "script"), relative to root; "" otherwise
+    argv0: str  # argv[0] as typed (the script, or the console script)
     args: list[str]  # argv[1:]
     flags: list[str]  # interpreter flags
     cwd_rel: str | None  # None: the recorded cwd lies outside the repository; used as is
     cwd: str
     env: dict[str, str | None]
     notes: list[str]
+    module: str | None = None  # kind "module": the module run with -m
+    launcher: list[str] | None = None  # torchrun / accelerate / other launcher: argv as typed
+    pythonpath: list[str] = field(default_factory=list)  # dirs relative to root, put first
+    python: str = sys.executable  # the interpreter of the re-run
 
 
 # ---------------------------------------------------------------------------------- planning
@@ -55,8 +60,33 @@ def _git(root: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _inside(path: str, root: Path) -> str | None:
+    """``path`` relative to ``root`` when it lies inside it (posix-free os.sep form), else None."""
+    rel = os.path.relpath(os.path.abspath(path), root)
+    return None if rel == ".." or rel.startswith(".." + os.sep) else rel
+
+
+def _import_root(entry_file: str | None, module: str, root: Path) -> str | None:
+    """The folder (relative to root) a module's file is imported from: src/ for src/pkg/mod.py."""
+    if not entry_file:
+        return None
+    rel = _inside(entry_file, root)
+    if rel is None:
+        return None
+    up = module.count(".") + (2 if os.path.basename(entry_file) == "__init__.py" else 1)
+    base = rel
+    for _ in range(up):
+        base = os.path.dirname(base)
+    return base or "."
+
+
 def plan_rerun(record: RunRecord, store: Store) -> _Plan:
-    """Check that the record holds what a re-run needs, and work out the command and env."""
+    """Check that the record holds what a re-run needs, and plan it.
+
+    Raises:
+        ReproduceError: no commit, no command, an entry kind that cannot be re-run, masked
+            arguments, or a repository or commit that is not here.
+    """
     rid = record.id
     code, command = record.section("code"), record.section("command")
     if not code.get("git"):
@@ -71,15 +101,18 @@ def plan_rerun(record: RunRecord, store: Store) -> _Plan:
     if not isinstance(argv, list) or not argv:
         raise ReproduceError(f"run {rid} recorded no command line; there is nothing to re-run")
     kind, entry = command.get("entry_kind"), command.get("entry")
-    if kind != "script" or not entry:
+    launcher = command.get("launcher") if isinstance(command.get("launcher"), dict) else None
+    if kind not in ("script", "module") or not entry:
         raise ReproduceError(
             f"run {rid} was started as a {kind or 'unknown'} entry ({entry or argv[0]!r}); "
-            "reproduce re-runs scripts only (python path/to/script.py ...)"
+            "reproduce re-runs scripts (python path/to/script.py ...), modules (python -m "
+            "pkg.mod ...), console scripts and torchrun / accelerate launches"
         )
-    masked = [i for i, a in enumerate(argv) if REDACTED in str(a)]
+    launch_argv = [str(a) for a in (launcher or {}).get("argv") or []]
+    masked = [i for i, a in enumerate([*argv, *launch_argv]) if REDACTED in str(a)]
     if masked:
         raise ReproduceError(
-            f"run {rid}: argv{masked} were masked as secrets at capture; the command cannot be "
+            f"run {rid}: arguments were masked as secrets at capture; the command cannot be "
             "rebuilt from the record"
         )
     root = Path(str(code.get("root") or ""))
@@ -90,23 +123,50 @@ def plan_rerun(record: RunRecord, store: Store) -> _Plan:
         )
     if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise ReproduceError(
-            f"run {rid}: commit {commit} is not in {root} (rebased away or not fetched?)"
+            f"run {rid}: commit {commit} is not in repository {root} (rebased away, or not "
+            f"fetched? try: git -C {root} fetch --all)"
         )
-    script = os.path.relpath(str(entry), root)
-    if script.startswith(".."):
-        raise ReproduceError(f"run {rid}: its script {entry} lies outside repository {root}")
-    cwd = str(command.get("cwd") or root)
-    cwd_rel: str | None = os.path.relpath(cwd, root)
     notes: list[str] = []
-    if cwd_rel is not None and cwd_rel.startswith(".."):
-        cwd_rel = None
+    launch_kind = str((launcher or {}).get("kind") or "")
+    cwd = str((launcher or {}).get("cwd") or command.get("cwd") or root)
+    cwd_rel: str | None = _inside(cwd, root)
+    if cwd_rel is None:
         notes.append(f"the recorded cwd {cwd} is outside the repository; the re-run uses it as is")
     orig = [str(a) for a in command.get("orig_argv") or []]
-    flags = orig[1 : len(orig) - len(argv)] if orig[len(orig) - len(argv) :] == argv else []
+    script, module, pythonpath = "", None, []
+    if kind == "module":
+        module = str(entry)
+        found = _import_root(command.get("entry_file"), module, root)
+        if found is not None:
+            pythonpath.append(found)
+        elif command.get("entry_file"):
+            notes.append(
+                f"module {module} was imported from {command.get('entry_file')}, outside the "
+                "repository: the re-run runs it as installed here"
+            )
+        tail = ["-m", module, *[str(a) for a in argv[1:]]]
+        flags = orig[1 : len(orig) - len(tail)] if orig[len(orig) - len(tail) :] == tail else []
+    else:
+        flags = orig[1 : len(orig) - len(argv)] if orig[len(orig) - len(argv) :] == argv else []
+    plan_kind = str(kind)
+    if launch_kind == "console_script" and launcher is not None:
+        plan_kind = "console_script"
+        script_info = launcher.get("console_script") or {}
+        mod = str(script_info.get("entry_point") or "").partition(":")[0]
+        found = _import_root(command.get("entry_file"), mod, root) if mod else None
+        if found is not None:
+            pythonpath.append(found)
+    elif launch_kind in ("torchrun", "accelerate", "command") and launch_argv:
+        plan_kind = launch_kind
+    elif kind == "script":
+        rel = _inside(str(entry), root)
+        if rel is None:
+            raise ReproduceError(f"run {rid}: its script {entry} lies outside repository {root}")
+        script = rel
     return _Plan(
-        record, root, str(commit), script, str(argv[0]), [str(a) for a in argv[1:]], flags,
-        cwd_rel, cwd,
-        _child_env(record, store), notes,
+        record, root, str(commit), plan_kind, script, str(argv[0]), [str(a) for a in argv[1:]],
+        flags, cwd_rel, cwd, _child_env(record, store), notes, module=module,
+        launcher=launch_argv or None, pythonpath=pythonpath,
     )  # fmt: skip
 
 
@@ -127,13 +187,56 @@ def _child_env(record: RunRecord, store: Store) -> dict[str, str | None]:
     return env
 
 
-def command_line(plan: _Plan, tree: str) -> list[str]:
+def _map(arg: str, plan: _Plan, tree: str) -> str:
     # Absolute paths into the repository (a config file, a data folder) point into the tree.
-    args = [a.replace(str(plan.root) + os.sep, tree + os.sep) for a in plan.args]
+    root = str(plan.root)
+    if arg == root:
+        return tree
+    return arg.replace(root + os.sep, tree + os.sep)
+
+
+def _beside(python: str, name: str) -> str | None:
+    """An installed command next to the interpreter (the same environment's bin/)."""
+    path = os.path.join(os.path.dirname(python), name)
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def command_line(plan: _Plan, tree: str) -> list[str]:
+    """The command the re-run runs, with repository paths mapped into the work tree."""
+    python = plan.python
+    args = [_map(a, plan, tree) for a in plan.args]
+    if plan.kind == "module":
+        return [python, *plan.flags, "-m", str(plan.module), *args]
+    if plan.kind == "console_script":
+        # The installed wrapper of this environment when it has one, else the recorded one; the
+        # tree's code comes first on PYTHONPATH either way.
+        name = os.path.basename(plan.argv0)
+        wrapper = _beside(python, name) or plan.argv0
+        return [python, wrapper, *args]
+    if plan.kind in ("torchrun", "accelerate", "command") and plan.launcher:
+        return _launcher_line(plan, tree, python)
     # A relative script path, as typed, names the same file from the mapped cwd.
     relative = not os.path.isabs(plan.argv0) and plan.cwd_rel is not None
     script = plan.argv0 if relative else os.path.join(tree, plan.script)
-    return [sys.executable, *plan.flags, script, *args]
+    return [python, *plan.flags, script, *args]
+
+
+_LAUNCH_MODULES = {"torchrun": "torch.distributed.run", "accelerate": "accelerate.commands.launch"}
+
+
+def _launcher_line(plan: _Plan, tree: str, python: str) -> list[str]:
+    argv = [_map(a, plan, tree) for a in plan.launcher or []]
+    prog = os.path.basename(argv[0])
+    if prog.startswith(("python", "pypy")):
+        return [python, *argv[1:]]
+    wrapper = _beside(python, prog)
+    if wrapper is not None:
+        return [wrapper, *argv[1:]]
+    if plan.kind == "torchrun":
+        return [python, "-m", _LAUNCH_MODULES["torchrun"], *argv[1:]]
+    if plan.kind == "accelerate" and argv[1:2] == ["launch"]:
+        return [python, "-m", _LAUNCH_MODULES["accelerate"], *argv[2:]]
+    return argv
 
 
 # ---------------------------------------------------------------------------------- work tree
@@ -224,6 +327,9 @@ def run_child(
     cwd = plan.cwd if plan.cwd_rel is None else os.path.normpath(os.path.join(tree, plan.cwd_rel))
     env = {k: v for k, v in os.environ.items() if plan.env.get(k, "") is not None}
     env.update({k: v for k, v in plan.env.items() if v is not None})
+    if plan.pythonpath:
+        first = [os.path.normpath(os.path.join(tree, rel)) for rel in plan.pythonpath]
+        env["PYTHONPATH"] = os.pathsep.join([*first, *filter(None, [env.get("PYTHONPATH")])])
     out = Reproduction(plan.record.id, None, cmd, cwd, tree, kept=False, env=dict(plan.env))
     with tempfile.TemporaryDirectory(prefix="reprolog-reproduce-io-") as io_dir:
         report = os.path.join(io_dir, "runs.jsonl")

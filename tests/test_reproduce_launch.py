@@ -1,0 +1,242 @@
+"""`reprolog reproduce` of every way a training is launched: -m modules, console scripts,
+torchrun; plus unseeded entropy, a missing commit, the JSON verdict and the show link."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import reprolog
+from reprolog._cli import main
+from reprolog._reproduce import ReproduceError, reproduce
+
+TRAIN_MODULE = """\
+import sys
+import numpy as np
+import reprolog
+from mypkg.model import scale
+
+def main() -> int:
+    run = reprolog.init(params={"scale": scale()})
+    rng = np.random.default_rng()  # unseeded: fresh OS entropy, recorded and replayed
+    w = rng.standard_normal(4)
+    for step in range(6):
+        w = w * 0.9 + 0.01 * rng.standard_normal(4)
+        run.log({"loss": float((w**2).sum())}, step=step)
+    run.finish()
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.25"]
+build-backend = "hatchling.build"
+
+[project]
+name = "mypkg"
+version = "0.1.0"
+
+[project.scripts]
+my-train = "mypkg.train:main"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/mypkg"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _git_and_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A src-layout project with a module entry and a console script, committed."""
+    root = tmp_path / "proj"
+    pkg = root / "src" / "mypkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model.py").write_text("def scale():\n    return 2.0\n")
+    (pkg / "train.py").write_text(TRAIN_MODULE)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def run_in(cwd: Path, store: Path, *cmd: str, env: dict[str, str] | None = None) -> str:
+    full = {**os.environ, "REPROLOG_DIR": str(store), **(env or {})}
+    proc = subprocess.run(list(cmd), cwd=cwd, env=full, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return str(reprolog.Store(store).run_ids()[-1])
+
+
+def test_python_m_module_reproduces_from_the_recorded_commit(project: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    src = {"PYTHONPATH": str(project / "src")}
+    original = run_in(project, store, sys.executable, "-m", "mypkg.train", env=src)
+    rec = reprolog.Store(store).run(original)
+    assert rec.section("command")["entry_kind"] == "module"
+    assert rec.section("command")["entry_file"] == str(project / "src/mypkg/train.py")
+    # The repository moves on: the re-run must still use the recorded commit's code.
+    (project / "src/mypkg/model.py").write_text("def scale():\n    return 5.0\n")
+    git(project, "commit", "-qam", "later")
+    result = reproduce(original, store=store)
+    assert result.verdict == "identical", (result.error, result.diff)
+    assert result.command[1:3] == ["-m", "mypkg.train"]
+    new = reprolog.Store(store).run(str(result.new))
+    assert new.params["scale"] == 2.0
+    assert new.section("seeds")["numpy_entropy_replayed"] >= 1
+    # Names that are not differences are never causes: PYTHONPATH into the tree, paths.
+    assert not any(d.key.startswith("environment.env.PYTHONPATH") for d in result.diff.differences)
+
+
+@pytest.fixture
+def user_venv(tmp_path: Path) -> Path:
+    """A venv that sees this test environment's packages (a .pth) and has mypkg installed."""
+    venv = tmp_path / "uservenv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    import sysconfig
+
+    parent = sysconfig.get_paths()["purelib"]
+    (site / "zz_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    return venv
+
+
+def test_console_script_reproduces(project: Path, user_venv: Path, tmp_path: Path) -> None:
+    uv = Path(sys.executable).parent / "uv"
+    python = user_venv / "bin" / "python"
+    done = subprocess.run(
+        [str(uv), "pip", "install", "-q", "--python", str(python), "--no-deps",
+         "-e", str(project)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    store = tmp_path / "store"
+    script = user_venv / "bin" / "my-train"
+    original = run_in(project, store, str(script))
+    command = reprolog.Store(store).run(original).section("command")
+    assert command["launcher"]["kind"] == "console_script"
+    assert command["launcher"]["console_script"]["entry_point"] == "mypkg.train:main"
+    assert command["entry_file"] == str(project / "src/mypkg/train.py")
+    # An edit after the run: the editable install now points at it, the re-run must not.
+    (project / "src/mypkg/model.py").write_text("def scale():\n    return 9.0\n")
+    # reproduce from the user's venv, as the user would
+    proc = subprocess.run(
+        [str(python), "-m", "reprolog._cli", "--dir", str(store), "reproduce", original, "--json"],
+        cwd=project, capture_output=True, text=True,
+        env={**os.environ, "REPROLOG_DIR": str(store)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    assert got["verdict"] == "identical" and got["command"][1] == str(script)
+    assert reprolog.Store(store).run(got["new"]).params["scale"] == 2.0
+
+
+def test_missing_commit_is_one_clean_error(project: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (project / "src/mypkg/model.py").write_text("def scale():\n    return 3.0\n")
+    git(project, "commit", "-qam", "to be dropped")
+    dropped = git(project, "rev-parse", "HEAD")
+    original = run_in(
+        project,
+        store,
+        sys.executable,
+        "-m",
+        "mypkg.train",
+        env={"PYTHONPATH": str(project / "src")},
+    )
+    git(project, "reset", "-q", "--hard", "HEAD~1")
+    git(project, "reflog", "expire", "--expire=now", "--all")
+    git(project, "gc", "-q", "--prune=now")
+    with pytest.raises(ReproduceError, match=f"commit {dropped} is not in repository"):
+        reproduce(original, store=store)
+    res = CliRunner().invoke(main, ["--dir", str(store), "reproduce", original])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and dropped in lines[0]
+
+
+def test_json_verdict_and_show_link_both_ways(project: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    original = run_in(
+        project,
+        store,
+        sys.executable,
+        "-m",
+        "mypkg.train",
+        env={"PYTHONPATH": str(project / "src")},
+    )
+    res = CliRunner().invoke(main, ["--dir", str(store), "reproduce", original, "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    for key in ("verdict", "first_divergent", "causes", "env_differences", "checkpoints", "new"):
+        assert key in got
+    assert got["verdict"] == "identical" and got["causes"] == [] and got["env_mode"] == "current"
+    new = got["new"]
+    shown_new = CliRunner().invoke(main, ["--dir", str(store), "show", new]).output
+    assert any(
+        ln.split() == ["reproduces", original, "(verdict:", "identical)"]
+        for ln in shown_new.splitlines()
+    ), shown_new
+    shown_old = CliRunner().invoke(main, ["--dir", str(store), "show", original]).output
+    assert "reproduced by" in shown_old and new in shown_old
+
+
+STEPPED = """\
+import sys
+import numpy as np
+import reprolog
+from reprolog import RunOwner
+
+run = reprolog.init()
+limit = RunOwner("plain").max_steps
+data = [float(x) for x in open("data.txt").read().split()]
+rng = np.random.default_rng(0)
+for step in range(len(data)):
+    if limit is not None and step >= limit:
+        break
+    run.log({"loss": data[step] + rng.random()}, step=step)
+run.finish()
+"""
+
+
+def test_steps_stop_the_rerun_and_compare_the_prefix(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(STEPPED)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    (root / "data.txt").write_text(" ".join(str(i) for i in range(40)) + "\n")
+    store = tmp_path / "store"
+    original = run_in(root, store, sys.executable, "train.py")
+    short = reproduce(original, store=store, steps=5)
+    assert short.verdict == "identical", (short.error, short.diff)
+    assert short.steps == 5 and short.new_steps == 4
+    assert len(reprolog.Store(store).run(str(short.new)).metrics(keys=["loss"])) == 5
