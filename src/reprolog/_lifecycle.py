@@ -163,7 +163,20 @@ def _at_exit() -> None:
         # the `exit()` builtin and os._exit are not seen (see ARCHITECTURE, true status).
         _end_all(_exit_error)
     else:
-        _finish_all("completed")
+        _finish_all_default()
+
+
+def _finish_all_default() -> None:
+    """Finish every live run as its own default says (a notebook run: its last cell)."""
+    with _active_lock:
+        runs = list(reversed(_active))
+    for run in runs:
+        try:
+            default = getattr(run, "_at_exit_outcome", None)
+            status, error = default() if default is not None else ("completed", None)
+            run.finish(status, error=error)
+        except Exception:
+            logger.exception("reprolog: could not finish run %s", run.id)
 
 
 def _exit_noting(status: str | int | None = None, /) -> NoReturn:

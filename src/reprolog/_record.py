@@ -143,6 +143,25 @@ class RunRecord:
     def metrics_summary(self) -> dict[str, dict[str, Any]]:
         return dict(self.raw.get("metrics_summary") or {})
 
+    def console(self) -> pd.DataFrame:
+        """The recorded console, one row per line: time (UTC), stream, text.
+
+        stream is "stdout", "stderr" or "reprolog" (a note, e.g. how many lines the size
+        limit dropped). Empty when the run recorded no console (see `sections["console"]`).
+        """
+        import pandas as pd
+
+        from reprolog._capture.console import CONSOLE_FILE, iter_console
+
+        names = {"o": "stdout", "e": "stderr", "r": "reprolog"}
+        rows = [
+            (t, names.get(stream, stream), text)
+            for _, (t, stream, text) in iter_console(self.dir / CONSOLE_FILE)
+        ]
+        frame = pd.DataFrame(rows, columns=["time", "stream", "text"])
+        frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        return frame
+
     def metrics(self, keys: list[str] | str | None = None) -> pd.DataFrame:
         """This run's points as a long DataFrame: run_id, key, step, epoch, value, time."""
         from reprolog._store import Store

@@ -66,7 +66,12 @@ def read_live_table(layout: RunLayout, run_id: str) -> tuple[pa.Table, list[str]
         part = read_log(folder)
         problems.extend(part.problems)
         tables.append(to_table(run_id, part, rank=rank))
-    return combine_ranks(tables), problems
+    table = combine_ranks(tables)
+    if all(rank == 0 for rank, _ in ranks):
+        # `log/rank-0/`: the process of a launched job that recorded for the launcher's run
+        # (see _job). Its points are the run's own: no rank column.
+        table = table.drop_columns(["rank"])
+    return table, problems
 
 
 def wait_for_rank_writers(layout: RunLayout, timeout: float = 5.0) -> list[int]:
@@ -110,7 +115,11 @@ def compact(layout: RunLayout, record: dict[str, Any]) -> list[str]:
 
     if not layout.log_dir.is_dir():
         return []
+    from reprolog import _steplog
+
     table, problems = read_live_table(layout, str(record["id"]))
+    # Step fingerprints first: metrics_summary (set last) is what lets finalize drop the log.
+    problems += _steplog.compact(layout.log_dir, rank_dirs(layout), layout.dir)
     write_parquet(table, layout.metrics)
     record["metrics_summary"] = summarize(table)
     return problems

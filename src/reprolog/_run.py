@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reprolog import _lifecycle
+from reprolog import _job, _lifecycle
 from reprolog._artifacts import ArtifactWorker
 from reprolog._errors import ArgumentError, RunStateError
 from reprolog._flusher import Flusher
@@ -40,6 +40,8 @@ def init(
     tags: Mapping[str, Any] | None = None,
     capture: bool = True,
     flush_interval: float = 1.0,
+    console: bool | None = None,
+    system_metrics: float | bool | None = None,
 ) -> Run:
     """Start a run and return it.
 
@@ -53,6 +55,12 @@ def init(
         capture: record environment, code, command, seeds and determinism at start.
         flush_interval: seconds between background flushes to disk (bounds loss on power
             failure; the death of the process alone loses nothing).
+        console: record this process's sys.stdout/sys.stderr in the run (`console.jsonl`).
+            None: on inside a Jupyter kernel, off elsewhere (`reprolog run -- CMD` records
+            the whole console of a command, its subprocesses and C code included).
+        system_metrics: seconds between samples of CPU, memory, disk, network and GPUs,
+            stored as `sys/*` metrics (True: 10 s; False or 0: off). None:
+            `$REPROLOG_SYSTEM_METRICS` when set, else off (`reprolog run` samples every 10 s).
 
     Returns:
         The live `Run`; use it as a context manager or call `finish()`.
@@ -64,6 +72,9 @@ def init(
         >>> with reprolog.init(experiment="mnist", params={"lr": 1e-3}) as run:  # doctest: +SKIP
         ...     run.log({"loss": 0.25}, step=1)
     """
+    from reprolog._capture.notebook import finish_previous
+
+    finish_previous()  # in a notebook, a second init() ends the run of the first
     return Run(
         name,
         experiment=experiment,
@@ -72,6 +83,8 @@ def init(
         tags=tags,
         capture=capture,
         flush_interval=flush_interval,
+        console=console,
+        system_metrics=system_metrics,
     )
 
 
@@ -108,6 +121,8 @@ class Run(RunFactsMixin):
         tags: Mapping[str, Any] | None = None,
         capture: bool = True,
         flush_interval: float = 1.0,
+        console: bool | None = None,
+        system_metrics: float | bool | None = None,
     ) -> None:
         if name is not None and not isinstance(name, str):
             raise ArgumentError(f"name must be a str or None, got {type(name).__name__}: {name!r}")
@@ -123,6 +138,14 @@ class Run(RunFactsMixin):
             raise ArgumentError(
                 f"flush_interval must be a number of seconds in (0, 3600], got {flush_interval!r}"
             )
+        if console is not None and not isinstance(console, bool):
+            raise ArgumentError(f"console must be True, False or None, got {console!r}")
+        try:
+            from reprolog._capture.sysmetrics import interval_from
+
+            interval_from(system_metrics)
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
         for label, value in (("params", params), ("tags", tags)):
             if value is not None and not isinstance(value, Mapping):
                 raise ArgumentError(
@@ -130,10 +153,22 @@ class Run(RunFactsMixin):
                 )
 
         self._store = StoreLayout(resolve_store_dir(dir, must_exist=False))
-        self._store.ensure()
-        self.id = new_run_id()
-        self._layout = RunLayout(self._store.run_dir(self.id))
-        self._layout.log_dir.mkdir(parents=True)
+        # Services (_job.start_services) and the launcher's hold on record writes.
+        self._console: Any = None
+        self._sampler: Any = None
+        self._notebook: Any = None
+        self._held_errors: int | None = None
+        self._at_exit_outcome: Any = None
+        # In a job launched by `reprolog run`: a seat in the launcher's run, not a new run.
+        self._seat = _job.take_seat(self._store)
+        if self._seat is None:
+            self._store.ensure()
+            self.id = new_run_id()
+            self._layout = RunLayout(self._store.run_dir(self.id))
+            self._layout.log_dir.mkdir(parents=True)
+        else:
+            self.id = self._seat.run_id
+            self._layout = self._seat.layout
         self._pid = os.getpid()
         self._record_lock = threading.RLock()
         self._finish_lock = threading.RLock()
@@ -142,35 +177,44 @@ class Run(RunFactsMixin):
         self._artifacts = ArtifactWorker()
 
         # Hold run.lock for the life of the run: its release (even by kill -9) tells readers.
-        self._lock_fd: int | None = os.open(
-            self._layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
-        )
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._lock_fd: int | None = None
+        if self._seat is None:
+            self._lock_fd = os.open(self._layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
 
         now = time.time()
-        self._record: dict[str, Any] = {
-            "format_version": RECORD_FORMAT_VERSION,
-            "id": self.id,
-            "name": name,
-            "experiment": experiment or "default",
-            "status": "running",
-            "start_time": now,
-            "end_time": None,
-            "host": socket.gethostname(),
-            "pid": self._pid,
-            "flush_interval": float(flush_interval),
-            "params": {},
-            "param_history": [],
-            "param_types": {},
-            "tags": {},
-            "error": None,
-            "sections": {},
-            "capture_report": {"captured": [], "skipped": [], "redacted": [], "errors": []},
-            "artifacts": [],
-            "metrics_summary": None,
-        }
-
-        self._metrics = MetricWriter(self._layout.log_dir, self._closed_error)
+        self._record: dict[str, Any] = (
+            self._seat.record
+            if self._seat
+            else {
+                "format_version": RECORD_FORMAT_VERSION,
+                "id": self.id,
+                "name": name,
+                "experiment": experiment or "default",
+                "status": "running",
+                "start_time": now,
+                "end_time": None,
+                "host": socket.gethostname(),
+                "pid": self._pid,
+                "flush_interval": float(flush_interval),
+                "params": {},
+                "param_history": [],
+                "param_types": {},
+                "tags": {},
+                "error": None,
+                "sections": {},
+                "capture_report": {"captured": [], "skipped": [], "redacted": [], "errors": []},
+                "artifacts": [],
+                "metrics_summary": None,
+            }
+        )
+        if self._seat is not None:
+            if name is not None:
+                self._record["name"] = name
+            if experiment is not None:
+                self._record["experiment"] = experiment
+        log_dir = self._seat.metrics_dir if self._seat else self._layout.log_dir
+        self._metrics = MetricWriter(log_dir, self._closed_error)
 
         if capture:
             self._capture()
@@ -189,10 +233,12 @@ class Run(RunFactsMixin):
             self.set_tags(tags)
         self._save()
 
-        self._flusher = Flusher(self._metrics.flush, self._layout.heartbeat, float(flush_interval))
+        beat = self._seat.metrics_dir / "heartbeat" if self._seat else self._layout.heartbeat
+        self._flusher = Flusher(self._metrics.flush, beat, float(flush_interval))
         self._flusher.beat()
         self._flusher.start()
         _lifecycle.register(self)
+        _job.start_services(self, console=console, system_metrics=system_metrics)
 
     # ------------------------------------------------------------------ identity
 
@@ -269,6 +315,10 @@ class Run(RunFactsMixin):
     # ------------------------------------------------------------------ record I/O
 
     def _save(self) -> None:
+        if self._held_errors is not None:
+            return  # a launcher while its job's processes write the record (see _job)
+        if self._seat is not None and not self._seat.writes_record:
+            return  # a DDP rank's seat: rank 0 writes the job's record
         with self._record_lock:
             write_json_atomic(self._layout.record, self._record)
 
@@ -295,6 +345,13 @@ class Run(RunFactsMixin):
         with self._finish_lock:
             if self._finished or self._pid != os.getpid():
                 return
+            if self._seat is not None:  # a process of a launched job: the launcher ends it
+                _job.stop_services(self)
+                self._finished = True
+                _lifecycle.unregister(self)
+                _job.leave(self, status, error)
+                return
+            _job.stop_services(self)
             self._finished = True
             _lifecycle.unregister(self)
             self._flusher.stop()

@@ -1,4 +1,4 @@
-"""The git-like `reprolog` command: ls, show, metrics, sql, diff, export, gc, reproduce, ui."""
+"""The git-like `reprolog` command: ls, show, diff, export, reproduce, run, logs, ui and more."""
 
 from __future__ import annotations
 
@@ -51,9 +51,19 @@ def main(ctx: click.Context, store_dir: str | None) -> None:
 
 
 def _register() -> None:
-    from reprolog._cli import _diff, _list, _maintain, _query, _reproduce, _show, _ui
+    from reprolog._cli import (
+        _diff,
+        _list,
+        _logs,
+        _maintain,
+        _query,
+        _reproduce,
+        _run,
+        _show,
+        _ui,
+    )
 
-    for module in (_list, _show, _query, _diff, _reproduce, _maintain, _ui):
+    for module in (_list, _show, _query, _diff, _reproduce, _maintain, _run, _logs, _ui):
         for command in module.COMMANDS:
             main.add_command(command)
 
