@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import logging
 import os
 import threading
 import weakref
@@ -98,6 +99,18 @@ class RankWriter:
         """Record points for this rank; same arguments, checks and errors as `Run.log`."""
         self._metrics.log(metrics, step, epoch=epoch)
 
+    def step_fingerprints(self, model: Any = None, *, every: bool | int | None = None) -> Any:
+        """This rank's per-step fingerprint recorder; see `Run.step_fingerprints`.
+
+        Kept with ``rank`` = this writer's rank in the run's ``steps.parquet``; a failure to
+        fingerprint is logged once (the run's record belongs to rank 0).
+        """
+        from reprolog._steptrace import for_writer
+
+        if self._metrics.closed:
+            raise self._closed_error()
+        return for_writer(self._metrics, model, every, _log_failure)
+
     def close(self) -> None:
         """Flush and release this rank's log; later `log()` calls raise. Idempotent."""
         if self._pid != os.getpid():
@@ -124,6 +137,15 @@ class RankWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _log_failure(what: str, error: BaseException) -> None:
+    logging.getLogger("reprolog").warning(
+        "reprolog: could not capture %s (%s: %s); training goes on",
+        what,
+        type(error).__name__,
+        error,
+    )
 
 
 def _claim_folder(layout: RunLayout, rank: int, run_id: str) -> tuple[Path, int]:

@@ -8,12 +8,16 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprolog._artifacts import ArtifactWorker, describe_artifact
 from reprolog._errors import ArgumentError
 from reprolog._layout import RunLayout, StoreLayout
 from reprolog._values import check_step, flatten, json_safe
+
+if TYPE_CHECKING:
+    from reprolog._steptrace import StepFingerprints
+    from reprolog._writer import MetricWriter
 
 logger = logging.getLogger("reprolog")
 
@@ -29,6 +33,7 @@ class RunFactsMixin:
     _store: StoreLayout
     _layout: RunLayout
     _artifacts: ArtifactWorker
+    _metrics: MetricWriter
 
     def _check_live(self) -> None:
         raise NotImplementedError
@@ -134,6 +139,42 @@ class RunFactsMixin:
         if what not in self._warned:
             self._warned.add(what)
             logger.warning("reprolog: could not capture %s (%s); training goes on", what, message)
+
+    def step_fingerprints(
+        self, model: Any = None, *, every: bool | int | None = None
+    ) -> StepFingerprints | None:
+        """Return the run's per-step fingerprint recorder (made on first call), or None if off.
+
+        Integrations call it once per training and then, at every optimizer step,
+        ``fp.step(step, batch, epoch=...)`` (RNG states, the batch's content hash, weights
+        every `every` steps), ``fp.add_batch(b)`` per further micro-batch and ``fp.grads()``
+        before the optimizer step. The records become ``steps.parquet`` (never metrics);
+        `reprolog.diff` reads them to say what made two runs part.
+
+        Args:
+            model: what to fingerprint the weights of (a torch module, a Keras model, or an
+                iterable of tensors/arrays); None: no weights. A later call replaces it.
+            every: weights and gradients every this many steps; None:
+                ``$REPROLOG_STEP_FINGERPRINTS`` (``off``, ``on`` or K), else 100; False: off.
+
+        Returns:
+            The recorder, or None when step fingerprints are off.
+
+        Raises:
+            ArgumentError: `every` (or the environment variable) is not a valid setting.
+            RunStateError: the run has finished.
+        """
+        self._check_live()
+        from reprolog._steptrace import for_writer
+
+        new = self._metrics.companion_count()
+        trace = for_writer(self._metrics, model, every, self.record_capture_error)
+        if trace is not None and self._metrics.companion_count() != new:
+            self.update_section(
+                "step_fingerprints",
+                {"every": trace.every, "file": "steps.parquet", "rng": trace.rng_methods},
+            )
+        return trace
 
     def _note_redacted(self, names: Any) -> None:
         report = self._record["capture_report"].setdefault("redacted", [])

@@ -40,6 +40,27 @@ class MetricWriter:
         self._chunk: _metriclog.ChunkWriter | None = _metriclog.ChunkWriter(
             log_dir / f"{0:06d}.mlog", 0
         )
+        # Other logs of this folder (the step fingerprints, `_steptrace`): flushed, closed
+        # and detached with the metric log, so they share its crash-safety and lifecycle.
+        self._companions: list[Any] = []
+
+    @property
+    def log_dir(self) -> Path:
+        return self._dir
+
+    def add_companion(self, log: Any) -> None:
+        """Flush, close and detach `log` (it has those three methods) with this writer."""
+        with self.lock:
+            if self._chunk is None:
+                raise self._closed_error()
+            self._companions.append(log)
+
+    def companion_count(self) -> int:
+        return len(self._companions)
+
+    def companion(self, kind: type) -> Any:
+        """The companion log of class `kind`, or None."""
+        return next((c for c in self._companions if isinstance(c, kind)), None)
 
     @property
     def closed(self) -> bool:
@@ -106,6 +127,8 @@ class MetricWriter:
             # ValueError: rolled and closed under us; the new chunk is flushed next time.
             with contextlib.suppress(ValueError):
                 w.flush()
+        for log in self._companions:
+            log.flush()
 
     def close(self) -> None:
         """Flush and unmap; later `log()` calls raise `closed_error()`. Idempotent."""
@@ -114,10 +137,14 @@ class MetricWriter:
             if chunk is not None:
                 chunk.close()
             self._keyfile.close()
+            for log in self._companions:
+                log.close()
 
     def detach(self) -> None:
         """Forget the mapping without touching it (a forked child must not write or close it)."""
         self._chunk = None
+        for log in self._companions:
+            log.detach()
 
 
 def _coerce(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._diff._model import Category, Difference, MetricComparison, MetricStatus, RunDiff
+from reprolog._diff._model import (
+    Barrier,
+    Category,
+    Difference,
+    Explanation,
+    MetricComparison,
+    MetricStatus,
+    RunDiff,
+)
 from reprolog._errors import ArgumentError
 
 if TYPE_CHECKING:
@@ -14,8 +22,10 @@ if TYPE_CHECKING:
     from reprolog._store import Store
 
 __all__ = [
+    "Barrier",
     "Category",
     "Difference",
+    "Explanation",
     "MetricComparison",
     "MetricStatus",
     "RunDiff",
@@ -69,6 +79,7 @@ def diff(
         >>> d.differences[0].category, d.metric("loss").step  # doctest: +SKIP
     """
     # Imported here so that `import reprolog` does not pay for numpy/rich until a diff is asked for.
+    from reprolog._diff._explain import explain
     from reprolog._diff._metrics import compare_all, curves_from_table
     from reprolog._diff._records import compare_records
 
@@ -88,6 +99,13 @@ def diff(
     metrics, only_a, only_b = compare_all(
         curves_from_table(_points(ra)), curves_from_table(_points(rb)), rtol=rtol, atol=atol
     )
+    explanation = explain(
+        _steps(ra),
+        _steps(rb),
+        metrics,
+        differences,
+        (ra.raw.get("sections") or {}, rb.raw.get("sections") or {}),
+    )
     return RunDiff(
         a=ra.id,
         b=rb.id,
@@ -97,7 +115,15 @@ def diff(
         metrics_only_in_b=only_b,
         rtol=float(rtol),
         atol=float(atol),
+        explanation=explanation,
     )
+
+
+def _steps(record: Any) -> Any:
+    """A run's step fingerprints as a pyarrow Table, or None (read-only, like the metrics)."""
+    from reprolog._steplog import read_steps
+
+    return read_steps(Path(record.dir))
 
 
 def __getattr__(name: str) -> Any:

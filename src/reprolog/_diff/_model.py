@@ -100,6 +100,65 @@ def _json_float(value: float | None) -> float | str | None:
     return repr(value)  # 'nan', 'inf', '-inf': JSON has no literal for these
 
 
+class Barrier(str, enum.Enum):
+    """What made two runs part; the value is the name shown to users."""
+
+    NONE = "none"  # fingerprints and metrics agree at every shared step
+    DATA_ORDER = "data order"
+    DATA_CONTENT = "data content"
+    RANDOMNESS = "randomness"
+    NUMERICS = "numerics"
+    CODE = "code or logging"
+    UNKNOWN = "unknown"  # not enough step fingerprints to tell
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The first step where two runs differ and what differed there, with its evidence.
+
+    Attributes:
+        barrier: the kind of cause (data order, data content, randomness, numerics, code or
+            logging; none; unknown when the runs hold too few step fingerprints).
+        step: the first step where something differs (None for none/unknown).
+        rank: the rank where it was seen first (0 without ranks).
+        summary: the explanation in one line (also ``str(explanation)``).
+        evidence: what was compared: the field, both fingerprints (hex), the epoch and
+            whether it holds the same samples, the last step where weights agreed, the
+            generators that differ, the metric and both values.
+        notes: recorded facts next to a numerics verdict (determinism risks, thread, hardware
+            and package differences), and rank desynchronisation inside a run.
+        shared_steps: how many (rank, step) records both runs hold.
+    """
+
+    barrier: Barrier
+    step: int | None
+    summary: str
+    rank: int = 0
+    evidence: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    shared_steps: int = 0
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def differs(self) -> bool:
+        """True when the fingerprints or metrics show a difference."""
+        return self.barrier not in (Barrier.NONE, Barrier.UNKNOWN)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe mapping of this explanation."""
+        return {
+            "barrier": self.barrier.value,
+            "step": self.step,
+            "rank": self.rank,
+            "summary": self.summary,
+            "evidence": dict(self.evidence),
+            "notes": list(self.notes),
+            "shared_steps": self.shared_steps,
+        }
+
+
 @dataclass(frozen=True)
 class RunDiff:
     """Why two runs differ: ranked differences in what was recorded, then metric by metric.
@@ -113,6 +172,9 @@ class RunDiff:
         metrics_only_in_b: metric keys only run B logged.
         rtol: the relative tolerance used for metrics.
         atol: the absolute tolerance used for metrics.
+        explanation: from the runs' step fingerprints, the first step where they differ and
+            which barrier acted there (data order or content, randomness, numerics, code or
+            logging); ``str()`` of it is one line, ``.to_dict()`` its JSON form.
     """
 
     a: str
@@ -123,19 +185,21 @@ class RunDiff:
     metrics_only_in_b: list[str] = field(default_factory=list)
     rtol: float = 0.0
     atol: float = 0.0
+    explanation: Explanation | None = None
 
     @property
     def differs(self) -> bool:
         """True when anything recorded differs or a shared metric diverged beyond tolerance.
 
         A metric within tolerance does not count: that is what the tolerance says. Metrics that
-        only one run logged do count.
+        only one run logged do count, and so do step fingerprints that differ.
         """
         return bool(
             self.differences
             or self.metrics_only_in_a
             or self.metrics_only_in_b
             or any(m.status is MetricStatus.DIVERGED for m in self.metrics)
+            or (self.explanation is not None and self.explanation.differs)
         )
 
     def by_category(self, category: Category | str) -> list[Difference]:
@@ -166,4 +230,5 @@ class RunDiff:
             "metrics": [m.to_dict() for m in self.metrics],
             "metrics_only_in_a": list(self.metrics_only_in_a),
             "metrics_only_in_b": list(self.metrics_only_in_b),
+            "explanation": None if self.explanation is None else self.explanation.to_dict(),
         }

@@ -70,6 +70,10 @@ def render_diff(d: RunDiff, *, limit: int | None = 30) -> RenderableType:
     for side, keys in (("A", d.metrics_only_in_a), ("B", d.metrics_only_in_b)):
         if keys:
             parts.append(Text(f"Metrics only in {side}: {', '.join(keys)}"))
+    if d.explanation is not None:
+        parts.append(Text(f"Why they part: {d.explanation}", style="bold"))
+        for note in d.explanation.notes:
+            parts.append(Text(f"  note: {note}"))
     return Group(*parts)
 
 
