@@ -130,6 +130,14 @@ def reproduce_cmd(
         )
     if len(result.env_differences) > 10:
         out.print(f"  … and {len(result.env_differences) - 10} more", highlight=False)
+    for d in result.restored[:10]:
+        out.print(
+            f"  rebuilt as recorded: {d.name} {d.recorded} "
+            f"(this environment: {d.actual or '(absent)'})",
+            highlight=False,
+        )
+    if len(result.restored) > 10:
+        out.print(f"  … and {len(result.restored) - 10} more rebuilt as recorded", highlight=False)
     for note in result.notes:
         out.print(f"Not exact: {note}", highlight=False)
     if dry_run:
@@ -146,6 +154,11 @@ def reproduce_cmd(
         f"Re-run: {result.new or '(none)'} in {result.seconds:.1f}s, exit {result.returncode}",
         highlight=False,
     )
+    if result.unjudged:
+        out.print(
+            f"Not judged (timing and system metrics): {', '.join(result.unjudged)}",
+            highlight=False,
+        )
     out.print(Text(f"Verdict: {verdict}", style=f"bold {_STYLE.get(str(result.verdict), '')}"))
     if result.steps is not None:
         out.print(

@@ -175,6 +175,7 @@ def reproduce(
         if built is not None:
             result.venv, result.venv_cached = built.path, built.cached
             result.build_seconds = built.seconds
+            result.restored = _current_differences(recorded_env, set(built.requirements.project))
         injected = [os.path.normpath(os.path.join(tree, rel)) for rel in plan.pythonpath]
         judge(result, new_dir, record, rtol=rtol, atol=atol, injected_pythonpath=injected)
         _link(result, new_dir)
@@ -200,6 +201,15 @@ def _env_differences(recorded: dict[str, Any], built: Any, plan: Any) -> list[En
     if str(plan.python).startswith("<"):  # a dry run of --env recorded: nothing built yet
         return []
     return compare_env(recorded, packages(), platform.python_version())
+
+
+def _current_differences(recorded: dict[str, Any], skip: set[str]) -> list[EnvDifference]:
+    import platform
+
+    from reprolog._capture.environment import packages
+
+    found = compare_env(recorded, packages(), platform.python_version(), skip=skip)
+    return [d for d in found if d.recorded is not None]  # what the venv put back, not removed
 
 
 def _link(result: Reproduction, new_dir: str | None) -> None:

@@ -45,7 +45,10 @@ def compare_env(
         a, b = rec_pkgs.get(name), packages.get(name)
         if a == b:
             continue
-        ml = name in ml_rank or name.startswith(("nvidia-cudnn", "nvidia-cuda", "nvidia-cublas"))
+        # A package the run did not have cannot have changed it: listed, never ML-relevant.
+        ml = a is not None and (
+            name in ml_rank or name.startswith(("nvidia-cudnn", "nvidia-cuda", "nvidia-cublas"))
+        )
         key = (1, ml_rank.get(name, len(ml_rank)), name) if ml else (2, 0, name)
         out.append((key, EnvDifference(name, a, b, ml)))
     out.sort(key=lambda kv: kv[0])

@@ -148,6 +148,10 @@ class Reproduction:
         steps: the step limit (``--steps N``); metrics were compared on that prefix only.
         new_steps: the highest step the re-run logged.
         checkpoints: the checkpoints both runs saved at a common step, with hash equality.
+        restored: with ``env_mode="recorded"``: where this machine's current environment
+            differs from the record, i.e. what the rebuilt venv put back (recorded → here).
+        unjudged: metric keys compared but left out of the verdict: wall-clock times and
+            rates, and system metrics (``sys/...``), which change on every run.
     """
 
     original: str
@@ -179,6 +183,8 @@ class Reproduction:
     steps: int | None = None
     new_steps: int | None = None
     checkpoints: list[CheckpointComparison] = field(default_factory=list)
+    restored: list[EnvDifference] = field(default_factory=list)
+    unjudged: list[str] = field(default_factory=list)
 
     @property
     def reproduced(self) -> bool:
@@ -190,6 +196,6 @@ class Reproduction:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["diff"] = self.diff.to_dict() if self.diff is not None else None
         out["expected"] = [d.to_dict() for d in self.expected]
-        for name in ("causes", "env_differences", "checkpoints"):
+        for name in ("causes", "env_differences", "checkpoints", "restored"):
             out[name] = [x.to_dict() for x in getattr(self, name)]
         return out

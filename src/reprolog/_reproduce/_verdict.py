@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ def judge(
     full = _compare(original, new, rtol=rtol, atol=atol, out=out)
     out.diff, out.expected = _split_expected(full, out, original, injected_pythonpath or [])
     out.checkpoints = compare_checkpoints(original, new)
+    out.diff = _without_volatile(out.diff, out)
     d = out.diff
     diverged = [m for m in d.metrics if m.status is MetricStatus.DIVERGED]
     out.first_divergent = {m.key: m.step for m in diverged}
@@ -88,6 +90,22 @@ def judge(
 
 
 # ---------------------------------------------------------------------------------- metrics
+
+# Metrics that measure the machine, not the training: wall-clock times and rates, and the
+# system metrics (`sys/...`). They change on every run and never decide a verdict.
+_VOLATILE = re.compile(
+    r"^sys/|(^|[^a-z])(time|runtime|duration|elapsed|seconds|per_second|throughput)([^a-z]|$)",
+    re.IGNORECASE,
+)
+
+
+def _without_volatile(d: RunDiff, out: Reproduction) -> RunDiff:
+    keep = [m for m in d.metrics if not _VOLATILE.search(m.key)]
+    left = sorted({m.key for m in d.metrics} - {m.key for m in keep})
+    only_a = [k for k in d.metrics_only_in_a if not _VOLATILE.search(k)]
+    only_b = [k for k in d.metrics_only_in_b if not _VOLATILE.search(k)]
+    out.unjudged = left
+    return dataclasses.replace(d, metrics=keep, metrics_only_in_a=only_a, metrics_only_in_b=only_b)
 
 
 def _compare(
