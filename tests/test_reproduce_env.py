@@ -51,7 +51,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
-    """A user's venv (reprolog + scikit-learn + old idna/numpy), a repo, and a run recorded there."""
+    """A user venv (reprolog, scikit-learn, old idna and numpy), a repo, a run recorded there."""
     base = tmp_path_factory.mktemp("recorded")
     env = {
         **os.environ,
