@@ -117,7 +117,8 @@ class NotebookWatch:
     def __init__(self, run: Run, shell: Any) -> None:
         self._run = run
         self._shell = shell
-        self._first = len(executed_cells(shell))
+        # the cell running init() is in the history already: it is the run's first
+        self._first = max(0, len(executed_cells(shell)) - 1)
         self._errors: list[dict[str, Any]] = []
         self._last_error: BaseException | None = None
         path, source = notebook_path(shell)
