@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import reprolog
-from reprolog_lightning import _facts, _metrics, _namespace, _ranks
+from reprolog_lightning import _facts, _metrics, _namespace, _ranks, _steps
 from reprolog_lightning._checkpoints import CheckpointCapture
 
 if TYPE_CHECKING:
@@ -32,6 +32,11 @@ class ReprologCallback(CheckpointCapture):
             other ranks: each records the values it logs, the same way rank 0 does, into the
             one run, and the metrics table gains a `rank` column. False (the default) keeps
             rank 0's values only, as Lightning's loggers do, and adds no collective call.
+        step_fingerprints: per-step fingerprints of each optimizer step's batch (as it
+            reaches the module), RNG states, and of the weights and gradients every K steps,
+            kept in the run's ``steps.parquet`` (per rank with ``all_ranks=True``) for
+            ``reprolog diff``. None: ``$REPROLOG_STEP_FINGERPRINTS``, else on with K = 100;
+            False: off; an int: on with that K.
         **init_kwargs: passed to `reprolog.init` when the callback starts the run
             (`name`, `experiment`, `dir`, `tags`, `params`, `capture`).
 
@@ -56,6 +61,7 @@ class ReprologCallback(CheckpointCapture):
         *,
         every_n_steps: int = 1,
         all_ranks: bool = False,
+        step_fingerprints: bool | int | None = None,
         **init_kwargs: Any,
     ) -> None:
         if (
@@ -69,6 +75,7 @@ class ReprologCallback(CheckpointCapture):
             )
         if not isinstance(all_ranks, bool):
             raise reprolog.ArgumentError(f"all_ranks must be True or False; got {all_ranks!r}")
+        self._fp_every = _steps.check_setting(step_fingerprints)
         super().__init__(run, init_kwargs)
         self.every_n_steps = every_n_steps
         self.all_ranks = all_ranks
@@ -89,6 +96,7 @@ class ReprologCallback(CheckpointCapture):
         self._val_data_done = False
         self._loaders: dict[str, Any] = {}
         self._step_limit: int | None = None
+        self._trace = _steps.StepTrace()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -127,7 +135,7 @@ class ReprologCallback(CheckpointCapture):
 
     def _apply_step_limit(self, trainer: Any, stage: str) -> None:
         if stage == "fit":
-            self._step_limit = self._guard("step limit", _limit_steps, trainer, self._owner)
+            self._step_limit = self._guard("step limit", _steps.limit_steps, trainer, self._owner)
 
     def _reset_metric_state(self) -> None:
         self._lr = {}
@@ -194,7 +202,12 @@ class ReprologCallback(CheckpointCapture):
         self.log_params({"model": _facts.model_facts(pl_module)})
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Record optimizers, schedulers and the training data."""
+        """Record optimizers, schedulers and the training data; start the step fingerprints."""
+        self._trace.close()
+        if self._sink is not None:  # rank 0, or another rank in all_ranks mode
+            self._guard(
+                "step fingerprints", self._trace.open, self._sink, pl_module, self._fp_every
+            )
         if not self.active:
             return
         self._guard("optimizers", self._record_optimizers, trainer)
@@ -247,6 +260,7 @@ class ReprologCallback(CheckpointCapture):
         if self.active:
             self._guard("checkpoint flags", self._reconcile_checkpoints, trainer)
         self._sink = None
+        self._trace.close()
         self._close_rank_writer()
         if self._ranks_meet:
             self._ranks_meet = False
@@ -262,6 +276,7 @@ class ReprologCallback(CheckpointCapture):
         # after rank 0 finished are lost.
         self._ranks_meet = False
         self._sink = None
+        self._trace.close()
         self._close_rank_writer()
         if not self.active:
             return
@@ -276,9 +291,23 @@ class ReprologCallback(CheckpointCapture):
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Note the learning rates this batch trains with (schedulers may step before its end)."""
+        """Note the learning rates this batch trains with; fingerprint the step's inputs."""
         if self._sink is not None:
             self._guard("learning rates", self._read_lr, trainer)
+        if self._trace.fp is not None:
+            try:  # the guard inlined: this runs at every batch
+                self._trace.batch(trainer, batch)
+            except Exception as exc:
+                self._owner.report("step fingerprints", exc)
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        """Fingerprint the gradients (every K steps) before the optimizer applies them."""
+        fp = self._trace.fp
+        if fp is not None:
+            try:
+                fp.grads()
+            except Exception as exc:
+                self._owner.report("step fingerprints", exc)
 
     def _read_lr(self, trainer: Any) -> None:
         groups = self._lr_groups
@@ -344,18 +373,6 @@ class ReprologCallback(CheckpointCapture):
         values, at = _metrics.resolve_step(trainer, metrics, step)
         if values:
             sink.log(values, step=at, epoch=trainer.current_epoch)
-
-
-def _limit_steps(trainer: Any, owner: reprolog.RunOwner) -> int | None:
-    # `reprolog reproduce --steps N`: lower the fit's max_steps to N (never raise it), the
-    # Trainer's own way to stop after N optimizer steps with a normal, completed end.
-    limit = owner.max_steps
-    if limit is None:
-        return None
-    epoch_loop = trainer.fit_loop.epoch_loop
-    if epoch_loop.max_steps < 0 or epoch_loop.max_steps > limit:
-        epoch_loop.max_steps = limit
-    return limit
 
 
 def _user_callback_present(trainer: Any, me: ReprologCallback) -> bool:
