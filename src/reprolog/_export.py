@@ -1,4 +1,4 @@
-"""Export a run's record as a requirements file, a git patch of its code state, or JSON."""
+"""Export a run: requirements, a git patch of its code state, JSON, pylock.toml, a Dockerfile."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from reprolog._errors import StoreError
 
-FORMATS = ("requirements", "patch", "json")
+FORMATS = ("requirements", "patch", "json", "pylock", "dockerfile")
 
 
 def requirements(record: Any) -> str:
@@ -117,7 +117,8 @@ def export(record: Any, fmt: str) -> str:
 
     Args:
         record: a ``RunRecord``.
-        fmt: ``"requirements"``, ``"patch"`` or ``"json"``.
+        fmt: ``"requirements"``, ``"patch"``, ``"json"``, ``"pylock"`` (PEP 751) or
+            ``"dockerfile"``.
 
     Returns:
         The exported text.
@@ -134,6 +135,10 @@ def export(record: Any, fmt: str) -> str:
         return patch(record)
     if fmt == "json":
         return record_json(record)
+    if fmt in ("pylock", "dockerfile"):
+        from reprolog._export_env import dockerfile, pylock
+
+        return pylock(record) if fmt == "pylock" else dockerfile(record)
     raise ArgumentError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")
 
 

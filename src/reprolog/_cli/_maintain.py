@@ -19,22 +19,34 @@ from reprolog._cli._common import EXIT_CODES_HELP, console, store_from
 )  # fmt: skip
 @click.option("--json", "fmt", flag_value="json", help="The whole run record as JSON.")
 @click.option(
+    "--pylock", "fmt", flag_value="pylock",
+    help="The recorded environment as a PEP 751 pylock.toml (files and hashes looked up by uv).",
+)  # fmt: skip
+@click.option(
+    "--dockerfile", "fmt", flag_value="dockerfile",
+    help="A Dockerfile: recorded Python, packages, commit + patch and command.",
+)  # fmt: skip
+@click.option(
     "--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
     help="Write to this file instead of stdout.",
 )  # fmt: skip
 @click.pass_context
 def export_cmd(ctx: click.Context, run: str, fmt: str | None, output: str | None) -> None:
-    """Export RUN as a requirements file, a git patch, or JSON.
+    """Export RUN as a requirements file, a git patch, JSON, a pylock.toml or a Dockerfile.
 
     \b
     Examples:
       reprolog export 01jb2 --requirements -o requirements.txt
       git checkout <commit> && reprolog export 01jb2 --patch | git apply
+      reprolog export 01jb2 --pylock -o pylock.toml && uv pip sync pylock.toml
+      reprolog export 01jb2 --dockerfile -o Dockerfile && docker build .
     """
     from reprolog._export import export
 
     if fmt is None:
-        raise click.UsageError("choose one of --requirements, --patch or --json")
+        raise click.UsageError(
+            "choose one of --requirements, --patch, --json, --pylock or --dockerfile"
+        )
     text = export(store_from(ctx).run(run), fmt)
     if output is None:
         click.echo(text, nl=False)
