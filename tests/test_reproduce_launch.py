@@ -240,3 +240,73 @@ def test_steps_stop_the_rerun_and_compare_the_prefix(tmp_path: Path) -> None:
     assert short.verdict == "identical", (short.error, short.diff)
     assert short.steps == 5 and short.new_steps == 4
     assert len(reprolog.Store(store).run(str(short.new)).metrics(keys=["loss"])) == 5
+
+
+EARLY_ENTROPY = """\
+import numpy as np
+rng = np.random.default_rng()  # fresh OS entropy, drawn before reprolog can see it
+import reprolog
+run = reprolog.init()
+for step in range(3):
+    run.log({"x": float(rng.random())}, step=step)
+run.finish()
+"""
+
+
+def test_entropy_the_record_cannot_replay_is_named_as_the_cause(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(EARLY_ENTROPY)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    store = tmp_path / "store"
+    original = run_in(root, store, sys.executable, "train.py")
+    result = reproduce(original, store=store)
+    assert result.verdict == "diverged" and result.diverged_at == 0
+    assert result.causes[0].category == "entropy", result.causes
+    assert "before `import reprolog`" in result.causes[0].explanation
+    assert result.likely_cause is not None and result.likely_cause.startswith("entropy:")
+
+
+TORCHRUN = """\
+import torch
+import torch.distributed as dist
+import reprolog
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+w = torch.zeros(3)
+run = reprolog.init() if rank == 0 else None
+for step in range(4):
+    grad = torch.randn(3) * (rank + 1)
+    dist.all_reduce(grad)
+    w -= 0.1 * grad
+    if run is not None:
+        run.log({"w0": float(w[0])}, step=step)
+if run is not None:
+    run.finish()
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_launch_is_recorded_and_relaunched(tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.is_file():
+        pytest.skip("torchrun is not installed")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(TORCHRUN)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    store = tmp_path / "store"
+    launch = [str(torchrun), "--standalone", "--nproc-per-node", "2", "train.py"]
+    original = run_in(root, store, *launch, env={"OMP_NUM_THREADS": "1"})
+    launcher = reprolog.Store(store).run(original).section("command")["launcher"]
+    assert launcher["kind"] == "torchrun" and launcher["from"] == "parent process"
+    assert launcher["argv"][-4:] == ["--standalone", "--nproc-per-node", "2", "train.py"]
+    result = reproduce(original, store=store, timeout=300)
+    assert result.verdict == "identical", (result.error, result.diff)
+    assert "--nproc-per-node" in result.command and result.command[-1] == "train.py"

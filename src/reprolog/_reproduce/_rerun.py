@@ -228,7 +228,11 @@ def _launcher_line(plan: _Plan, tree: str, python: str) -> list[str]:
     argv = [_map(a, plan, tree) for a in plan.launcher or []]
     prog = os.path.basename(argv[0])
     if prog.startswith(("python", "pypy")):
-        return [python, *argv[1:]]
+        rest = argv[1:]
+        # `python .../bin/torchrun ...`: this environment's own copy of the launcher, if any
+        if rest and not rest[0].startswith("-"):
+            rest[0] = _beside(python, os.path.basename(rest[0])) or rest[0]
+        return [python, *rest]
     wrapper = _beside(python, prog)
     if wrapper is not None:
         return [wrapper, *argv[1:]]
