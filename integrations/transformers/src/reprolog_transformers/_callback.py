@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 import reprolog
-from reprolog_transformers import _facts
+from reprolog_transformers import _facts, _steps
 from reprolog_transformers._checkpoints import CheckpointTracker
 from reprolog_transformers._patch import AUTO_ATTR, install_train_wrapper
 
@@ -35,6 +35,10 @@ class ReprologCallback(TrainerCallback):
         run: an existing run to record into. The user owns it: the callback never finishes it.
             None, with no ``init_kwargs``: the run you have open (``reprolog.active_run()``)
             is used the same way, with the callback's params under ``transformers.``.
+        step_fingerprints: per-step fingerprints of each optimizer step's model inputs (every
+            micro-batch), RNG states, and of the weights and gradients every K steps, kept in
+            the run's ``steps.parquet`` for ``reprolog diff``. None:
+            ``$REPROLOG_STEP_FINGERPRINTS``, else on with K = 100; False: off; an int: K.
         **init_kwargs: passed to ``reprolog.init`` when the callback starts its own run at the
             beginning of each ``train()`` call; that run is finished when ``train()`` returns
             (``completed``) or raises (``failed``, or ``interrupted`` for KeyboardInterrupt
@@ -48,7 +52,14 @@ class ReprologCallback(TrainerCallback):
         >>> trainer.train()
     """
 
-    def __init__(self, run: Run | None = None, **init_kwargs: Any) -> None:
+    def __init__(
+        self,
+        run: Run | None = None,
+        *,
+        step_fingerprints: bool | int | None = None,
+        **init_kwargs: Any,
+    ) -> None:
+        self._fp_every = _steps.check_setting(step_fingerprints)
         if run is not None and init_kwargs:
             raise reprolog.ArgumentError(
                 f"ReprologCallback got run={run!r} and init arguments {sorted(init_kwargs)}; "
@@ -64,6 +75,7 @@ class ReprologCallback(TrainerCallback):
         self._last_eval: dict[str, float] = {}
         self._epoch_logged_at = -1
         self._step_limit: int | None = None
+        self._trace = _steps.StepTrace()
         setattr(self, AUTO_ATTR, False)
         # Without the wrapper a failed train() could not be told apart from a finished one.
         install_train_wrapper()
@@ -110,6 +122,7 @@ class ReprologCallback(TrainerCallback):
         return trainer is None or bool(trainer.is_world_process_zero())
 
     def _finish(self, exc: BaseException | None) -> None:
+        self._trace.close()
         if self._run is None or self._closed:
             return
         # A given or adopted run lives on (evaluate() after train() still records into it).
@@ -154,6 +167,8 @@ class ReprologCallback(TrainerCallback):
         g("tokenizer", lambda: self._log_tokenizer(processing))
         g("seeds", lambda: run.update_section("seeds", {_SECTION: _seed_facts(args)}))
         g("trainer", lambda: run.update_section(_SECTION, self._trainer_facts(args, state)))
+        if model is not None:
+            g("step fingerprints", self._trace.open, run, model, self._fp_every)
         self._log_datasets(run, trainer, kw)
 
     def _log_tokenizer(self, processing: Any) -> None:
@@ -216,6 +231,24 @@ class ReprologCallback(TrainerCallback):
                 self._epoch_logged_at = step
         if values:
             self._run.log(values, step=step, epoch=_facts.epoch_index(state.epoch))
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._trace.fp is not None:
+            try:  # the guard inlined: this runs at every step
+                self._trace.begin(state.global_step, state.epoch)
+            except Exception as exc:
+                self._owner.report("step fingerprints", exc)
+
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._trace.fp is not None:
+            try:
+                self._trace.before_optimizer()
+            except Exception as exc:
+                self._owner.report("step fingerprints", exc)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
