@@ -12,7 +12,7 @@ from typing import Any
 import keras
 
 import reprolog
-from reprolog_keras import _autolog, _describe, _fitargs
+from reprolog_keras import _autolog, _describe, _fitargs, _steps
 from reprolog_keras._checkpoints import CheckpointWatcher
 
 BATCH_PREFIX = "batch/"
@@ -35,6 +35,10 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
             ``reprolog.RunOwner``).
         log_every_n_batches: record batch values every N batches; 0 records none.
         log_model: save the trained model as a ``.keras`` artifact at train end.
+        step_fingerprints: per-step fingerprints of each batch (torch backend), the RNG
+            states and, every K steps, the weights, kept in the run's ``steps.parquet`` for
+            ``reprolog diff``. None: ``$REPROLOG_STEP_FINGERPRINTS``, else on with K = 100;
+            False: off; an int: K.
         **init_kwargs: passed to ``reprolog.init`` when this callback starts the run.
 
     Raises:
@@ -55,9 +59,11 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         *,
         log_every_n_batches: int = 50,
         log_model: bool = False,
+        step_fingerprints: bool | int | None = None,
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
+        self._fp_every = _steps.check_setting(step_fingerprints)
         if (
             isinstance(log_every_n_batches, bool)
             or not isinstance(log_every_n_batches, int)
@@ -86,6 +92,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         self._fit_step = 0
         self._step_limit: int | None = None
         self._steps_per_call = 1
+        self._trace = _steps.StepTrace()
 
     @property
     def run(self) -> reprolog.Run | None:
@@ -119,6 +126,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         siblings = list(getattr(caller, "callbacks", None) or [])
         self._guard("callbacks", lambda: self._capture_callbacks(siblings))
         self._guard("fit scope", lambda: self._watch_fit_scope(caller))
+        self._guard("step fingerprints", lambda: self._trace.open(run, self.model, self._fp_every))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Start counting the epoch's batches; record checkpoints saved after our last look."""
@@ -131,7 +139,15 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         self._epoch_batches = 0
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        """Stop the fit after the step limit's last batch (Keras calls this synchronously)."""
+        """Fingerprint the step about to run; stop the fit after the step limit's last batch.
+
+        Keras calls this synchronously, right before the batch's train step.
+        """
+        if self._trace.fp is not None:
+            try:  # the guard inlined: this runs at every batch
+                self._trace.begin(self._fit_step, self._epoch)
+            except Exception as exc:
+                self._owner.report("step fingerprints", exc)
         self._fit_step += self._steps_per_call
         limit = self._step_limit
         if limit is not None and self._fit_step >= limit:
@@ -207,6 +223,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
 
     def _end(self, error: BaseException | None) -> None:
         self._in_fit = False
+        self._trace.close()
         if self._run is not None:
             self._owner.close(error)  # finishes only a run this callback started
 
