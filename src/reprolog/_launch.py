@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,10 +121,9 @@ def launch(options: LaunchOptions) -> int:
         limit = limit_from_env() if options.console_limit is None else options.console_limit
         recorder = ConsoleRecorder(run.dir / CONSOLE_FILE, limit=limit, env=env)
         streams = _Streams.open()
-        if not streams.ttys:
-            # Through a pipe Python buffers stdout in 8 KiB blocks: the record would get
-            # lines late and out of order with stderr. A terminal gets line buffering anyway.
-            env.setdefault("PYTHONUNBUFFERED", "1")
+        # Where our stdout is not a terminal the child's is a pipe, and Python block-buffers
+        # it, as it would writing to a file: we leave that alone (PYTHONUNBUFFERED=1 would
+        # cost a script printing many lines 2-4x); set it yourself for per-line times.
 
     _job.hold(run)
     started = time.time()
@@ -144,6 +144,9 @@ def launch(options: LaunchOptions) -> int:
         streams.close_child_ends()
     if interval is not None:
         _job.start_sampler(run, interval)
+    # Compaction at the end needs pyarrow (which imports pandas): ~0.5 s of imports, done
+    # while the child runs rather than after it.
+    threading.Thread(target=_preload, name="reprolog-preload", daemon=True).start()
 
     forwarded = _Forwarder(proc, streams)
     try:
@@ -206,6 +209,14 @@ def _end(
     if rc < 0:
         return 128 - rc
     return rc
+
+
+def _preload() -> None:
+    with contextlib.suppress(Exception):
+        import pandas  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+        import reprolog._encode  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- streams

@@ -43,6 +43,7 @@ _FLUSH_SECONDS = 0.5
 
 # CSI (colours, cursor moves, erase), OSC (titles, hyperlinks), and the short ESC forms.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+_quote = json.encoder.encode_basestring
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -107,8 +108,9 @@ class LineSplitter:
         pending += data
         lines: list[bytes] = []
         if b"\n" in data:
-            *whole, rest = bytes(pending).split(b"\n")
-            lines = [_final_state(line) for line in whole]
+            *lines, rest = bytes(pending).split(b"\n")
+            if b"\r" in pending:
+                lines = [_final_state(line) for line in lines]
             self._pending = pending = bytearray(rest)
         cut = pending.rfind(b"\r", 0, len(pending) - 1)  # a trailing \r may be half of \r\n
         if cut >= 0:
@@ -138,12 +140,12 @@ class ConsoleRecorder:
     Lines are decoded (UTF-8, bad bytes replaced), stripped of ANSI codes, redacted (the
     core's `redact_text`, plus the exact values of secret-named environment variables),
     timed to when they were read, and appended to `console.jsonl` in batches. Past `limit`
-    bytes of stored text, the first three quarters of the budget stay as they were written
+    characters of stored text, the first three quarters of the budget stay as they were written
     and the last quarter keeps the newest lines; what fell between is counted and noted.
 
     Args:
         path: the `console.jsonl` file to append to.
-        limit: the most bytes of line text to store (0: store nothing, count everything).
+        limit: the most characters of line text to store (0: store nothing, count all).
         env: environment whose secret-named values are masked (default `os.environ`).
     """
 
@@ -156,7 +158,7 @@ class ConsoleRecorder:
         self._tail_budget = self.limit // 4
         self._lock = threading.Lock()
         self._splitters = {"o": LineSplitter(), "e": LineSplitter()}
-        self._batch: list[tuple[float, str, bytes]] = []
+        self._batch: list[tuple[float, str, list[bytes]]] = []
         self._batch_bytes = 0
         self._out: list[str] = []
         self._out_bytes = 0
@@ -183,9 +185,8 @@ class ConsoleRecorder:
             if not lines:
                 return
             t = time.time() if when is None else when
-            for line in lines:
-                self._batch.append((t, stream, line))
-                self._batch_bytes += len(line)
+            self._batch.append((t, stream, lines))
+            self._batch_bytes += len(data)
             if self._batch_bytes >= _FLUSH_BYTES or len(self._batch) >= 4096:
                 self._process()
             if self._out_bytes >= _FLUSH_BYTES:
@@ -213,8 +214,9 @@ class ConsoleRecorder:
             if not self.closed:
                 now = time.time()
                 for stream, splitter in self._splitters.items():
-                    for line in splitter.close():
-                        self._batch.append((now, stream, line))
+                    rest = splitter.close()
+                    if rest:
+                        self._batch.append((now, stream, rest))
                 self._process()
                 if self.dropped_lines:
                     note = (
@@ -252,18 +254,33 @@ class ConsoleRecorder:
             return
         from reprolog._redact import redact_text
 
-        text = "\n".join(strip_ansi(line.decode("utf-8", "replace")) for _, _, line in batch)
+        raw = b"\n".join(line for _, _, lines in batch for line in lines)
+        text = strip_ansi(raw.decode("utf-8", "replace"))
         text, hits = redact_text(text)
         for secret in self._secrets:
             if secret in text:
                 hits += text.count(secret)
                 text = text.replace(secret, "[REDACTED]")
         self.redactions += hits
-        for (t, stream, _), line in zip(batch, text.split("\n"), strict=True):
-            self._keep(t, stream, line.rstrip())
+        texts = text.split("\n")
+        at = 0
+        for t, stream, lines in batch:
+            part = [line.rstrip() for line in texts[at : at + len(lines)]]
+            at += len(lines)
+            size = sum(map(len, part)) + len(part)
+            if not self._tail and self.stored_bytes + size <= self._head_budget:
+                # the common case, a line at a time would cost more than the child's print
+                prefix = f'[{t:.3f},"{stream}",'
+                self._out.append("".join([prefix + _quote(line) + "]\n" for line in part]))
+                self._out_bytes += size
+                self.lines += len(part)
+                self.stored_bytes += size
+                continue
+            for line in part:
+                self._keep(t, stream, line)
 
     def _keep(self, t: float, stream: str, line: str) -> None:
-        size = len(line.encode("utf-8", "replace")) + 1
+        size = len(line) + 1
         if self.stored_bytes + size <= self._head_budget:
             self._emit(t, stream, line, size)
             return
@@ -271,15 +288,15 @@ class ConsoleRecorder:
         self._tail_bytes += size
         while self._tail and self._tail_bytes > self._tail_budget:
             _, _, old = self._tail.popleft()
-            gone = len(old.encode("utf-8", "replace")) + 1
+            gone = len(old) + 1
             self._tail_bytes -= gone
             self.dropped_lines += 1
             self.dropped_bytes += gone
 
     def _emit(self, t: float, stream: str, line: str, size: int | None = None) -> None:
-        self._out.append(json.dumps([round(t, 3), stream, line], ensure_ascii=False) + "\n")
+        self._out.append(f'[{t:.3f},"{stream}",{_quote(line)}]\n')
         if size is None:
-            size = len(line.encode("utf-8", "replace")) + 1
+            size = len(line) + 1
         self._out_bytes += size
         if stream != "r":
             self.lines += 1
