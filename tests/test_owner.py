@@ -150,4 +150,4 @@ def test_max_steps_reads_the_reproduce_step_limit(monkeypatch: pytest.MonkeyPatc
     for bad in ("0", "-3", "ten"):
         monkeypatch.setenv("REPROLOG_MAX_STEPS", bad)
         with pytest.raises(reprolog.ArgumentError, match="REPROLOG_MAX_STEPS"):
-            owner.max_steps
+            _ = owner.max_steps
