@@ -113,8 +113,27 @@ function drawStrip() {
   );
 }
 
+// From the runs' step fingerprints: the first step where they part and what differed there.
+function stepExplanation(ex) {
+  if (!ex) return null;
+  const rows = Object.entries(ex.evidence || {})
+    .filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && !v.length))
+    .map(([k, v]) => el("tr", null, el("td", { class: "key" }, k), el("td", { class: "val" }, typeof v === "object" ? JSON.stringify(v) : String(v))));
+  return el(
+    "div",
+    { class: `cause${ex.barrier === "none" ? " same" : ""}`, id: "step-explanation" },
+    el("strong", null, "Why they part:"),
+    el("span", { class: "pill" }, ex.barrier),
+    el("span", null, ex.summary),
+    ...(ex.notes || []).map((n) => el("div", { class: "muted" }, n)),
+    rows.length ? el("table", { class: "data", id: "step-evidence" }, el("tbody", null, ...rows)) : null,
+  );
+}
+
 function diffSection(diff) {
   const parts = [];
+  const explained = stepExplanation(diff.explanation);
+  if (explained) parts.push(explained);
   const cause = diff.most_likely_cause;
   if (cause) {
     parts.push(el("div", { class: "cause", id: "most-likely-cause" }, el("strong", null, "Most likely cause:"), cause));
@@ -208,6 +227,10 @@ function markerFor(key) {
   if (!diff) return null;
   const v = (diff.verdicts || []).find((x) => x.key === key);
   if (v && v.step !== null && v.step !== undefined) return { x: v.step, label: `diverged at step ${v.step}` };
+  const ex = diff.explanation;
+  if (ex && ex.step !== null && ex.step !== undefined && ex.barrier !== "unknown") {
+    return { x: ex.step, label: `${ex.barrier}: step ${ex.step}` };
+  }
   if (diff.first_divergent_step !== null && diff.first_divergent_step !== undefined) {
     return { x: diff.first_divergent_step, label: `first divergence: step ${diff.first_divergent_step}` };
   }
