@@ -134,6 +134,16 @@ def build(store_dir: str | os.PathLike[str], token: str | None) -> Starlette:
     async def run_json(request: Request) -> Response:
         return _json(await run_in_threadpool(provider.run, request.path_params["ref"]))
 
+    async def console_json(request: Request) -> Response:
+        q = request.query_params
+        try:
+            offset = int(q.get("offset") or 0)
+            tail = int(q.get("tail") or 2000)
+        except ValueError:
+            return _error(f"offset and tail must be integers, got {dict(q)!r}", 400)
+        ref = request.path_params["ref"]
+        return _json(await run_in_threadpool(provider.console, ref, offset, tail))
+
     async def patch(request: Request) -> Response:
         text = await run_in_threadpool(provider.patch, request.path_params["ref"])
         return PlainTextResponse(text, headers={"Cache-Control": "no-store"})
@@ -192,6 +202,7 @@ def build(store_dir: str | os.PathLike[str], token: str | None) -> Starlette:
         Route("/compare", shell("compare.html")),
         Route("/runs/{ref}.json", _guard(run_json)),
         Route("/runs/{ref}/patch", _guard(patch)),
+        Route("/runs/{ref}/console.json", _guard(console_json)),
         Route("/runs/{ref}/artifacts/{art}", _guard(artifact)),
         Route("/runs/{ref}", shell("run.html")),
         Route("/static/{path:path}", _guard(static)),

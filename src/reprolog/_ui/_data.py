@@ -13,6 +13,9 @@ from reprolog._store import Store
 from reprolog._ui._cache import SeriesCache
 from reprolog._ui._runs import RunsCache, _duration, _runs_body, clean
 
+#: the most console lines one /runs/<ref>/console.json answer carries
+CONSOLE_TAIL = 5000
+
 BASE_COLUMNS = ("id", "status", "name", "experiment", "start", "end", "duration")
 _HIGHLIGHT_PACKAGES = (
     "numpy",
@@ -196,6 +199,36 @@ class Provider:
         if art is None:
             raise Refused(f"run {rec.id} has no artifact {art_id!r}", 404)
         return artifact_file(self.store.dir, art), str(art.get("name") or art_id)
+
+    def console(self, ref: str, offset: int = 0, tail: int = CONSOLE_TAIL) -> dict[str, Any]:
+        """A run's recorded console from byte `offset`: at most the last `tail` lines of it.
+
+        A page polls a live run with the returned `offset`, so it gets only new lines.
+        """
+        import collections
+
+        from reprolog._capture.console import CONSOLE_FILE, iter_console
+
+        if offset < 0 or not 1 <= tail <= CONSOLE_TAIL:
+            raise ArgumentError(
+                f"offset must be >= 0 and tail in 1..{CONSOLE_TAIL}, got {offset}, {tail}"
+            )
+        rec = self.record(ref)
+        lines: collections.deque[list[Any]] = collections.deque(maxlen=tail)
+        seen = 0
+        end = offset
+        for after, (t, stream, text) in iter_console(rec.dir / CONSOLE_FILE, offset=offset):
+            lines.append([t, stream, text])
+            end = after
+            seen += 1
+        return {
+            "run": rec.id,
+            "live": rec.status == "running",
+            "lines": list(lines),
+            "skipped": seen - len(lines),
+            "offset": end,
+            "summary": rec.section("console") or None,
+        }
 
     def patch(self, ref: str) -> str:
         from reprolog._export import patch

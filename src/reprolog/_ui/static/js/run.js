@@ -1,10 +1,11 @@
 // The run page (/runs/<ref>): overview, error, code + patch, environment, seeds, determinism,
-// data, capture report, params, one chart per metric, artifacts. A live run polls every second.
+// data, capture report, params, one chart per metric, console, artifacts. A live run polls every second.
 import {
   FetchError, badge, colour, el, errorBox, fetchJSON, fetchText, fmtBytes, fmtCount, fmtDuration,
   fmtNum, fmtTime, fmtValue, kv, mountPage, runHref, section,
 } from "./common.js";
 import { Chart, chartControls } from "./chart.js";
+import { consoleSection } from "./console.js";
 
 const POLL_MS = 1000;
 const app = document.getElementById("app");
@@ -18,6 +19,7 @@ let header = null;
 let chartsBox = null;
 let metricsNote = null;
 let timer = null;
+let consoleBox = null; // polls by itself while the run is live
 
 async function start() {
   let detail;
@@ -59,6 +61,8 @@ function render(detail) {
     ),
   );
   syncCharts(detail);
+  if (!consoleBox || !detail.run.live) consoleBox = consoleSection(run.id);
+  main.append(consoleBox);
   main.append(artifactsSection(detail));
   main.append(otherSections(detail));
 }
