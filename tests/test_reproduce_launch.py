@@ -310,3 +310,50 @@ def test_torchrun_launch_is_recorded_and_relaunched(tmp_path: Path) -> None:
     result = reproduce(original, store=store, timeout=300)
     assert result.verdict == "identical", (result.error, result.diff)
     assert "--nproc-per-node" in result.command and result.command[-1] == "train.py"
+
+
+def test_notebook_run_is_re_executed_with_nbclient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "helpers.py").write_text("SCALE = 3.0\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    store = tmp_path / "store"
+    for name in list(os.environ):
+        if name.startswith("REPROLOG_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("REPROLOG_DIR", str(store))
+    monkeypatch.setenv("REPROLOG_NOTEBOOK", str(root / "analysis.ipynb"))
+    cells = [
+        "import numpy as np\nimport reprolog\nfrom helpers import SCALE",
+        "run = reprolog.init('nb')\nrng = np.random.default_rng()",
+        "for step in range(4):\n    run.log({'x': SCALE * float(rng.random())}, step=step)",
+        "run.finish()",
+    ]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}
+    ).execute()
+    original = reprolog.Store(store).run_ids()[-1]
+    assert reprolog.Store(store).run(original).section("notebook")["cells"] == cells
+    (root / "helpers.py").write_text("SCALE = 5.0\n")  # after the run: not what the cells saw
+    git(root, "commit", "-qam", "later")
+    monkeypatch.delenv("REPROLOG_NOTEBOOK")
+    result = reproduce(original, store=store, timeout=300)
+    assert result.launch == "notebook" and result.command[1:3] == [
+        "-m",
+        "reprolog._reproduce._notebook",
+    ]
+    assert result.verdict == "identical", (result.error, result.diff)
+    new = reprolog.Store(store).run(str(result.new))
+    assert new.section("notebook")["cells"] == cells
+    # the notebook's path, mapped into the work tree, and so not a difference
+    assert new.section("notebook")["path"] == os.path.join(result.workdir, "analysis.ipynb")
+    assert not [d for d in result.diff.differences if d.key.startswith(("notebook.", "command."))]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,16 +157,18 @@ def reproduce(
             exact=not plan.notes, notes=list(plan.notes), env=dict(plan.env),
         )  # fmt: skip
         out.env_mode, out.python, out.steps = env, plan.python, steps  # type: ignore[assignment]
+        out.launch = plan.kind
         out.env_differences = env_diffs
         return out
     tree = make_tree(plan, workdir)
     try:
         notes = plan.notes + apply_code(record, plan.root, tree)
         lock = locked(Path(built.path)) if built is not None else contextlib.nullcontext()
-        with lock:
+        with lock, _cells_file(plan):
             if built is not None:
                 notes += install_project(built, tree)
             result, new_dir = run_child(plan, tree, st, timeout)
+        result.launch = plan.kind
         result.notes = notes
         result.exact = not notes
         result.kept = keep
@@ -183,6 +187,23 @@ def reproduce(
     finally:
         if not keep:
             remove_tree(plan.root, tree)
+
+
+@contextlib.contextmanager
+def _cells_file(plan: Any) -> Iterator[None]:
+    """A notebook re-run: its cells in a temporary file outside the work tree."""
+    if plan.kind != "notebook":
+        yield
+        return
+    fd, path = tempfile.mkstemp(prefix="reprolog-reproduce-cells-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(plan.cells, fh)
+        plan.cells_file = path
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _tol(value: float | None, default: float) -> float:

@@ -152,6 +152,8 @@ class Reproduction:
             differs from the record, i.e. what the rebuilt venv put back (recorded → here).
         unjudged: metric keys compared but left out of the verdict: wall-clock times and
             rates, and system metrics (``sys/...``), which change on every run.
+        launch: how the re-run was launched: ``"script"``, ``"module"``, ``"console_script"``,
+            ``"torchrun"``, ``"accelerate"``, ``"command"`` or ``"notebook"``.
     """
 
     original: str
@@ -185,6 +187,7 @@ class Reproduction:
     checkpoints: list[CheckpointComparison] = field(default_factory=list)
     restored: list[EnvDifference] = field(default_factory=list)
     unjudged: list[str] = field(default_factory=list)
+    launch: str = "script"
 
     @property
     def reproduced(self) -> bool:

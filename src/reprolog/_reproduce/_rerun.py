@@ -49,6 +49,8 @@ class _Plan:
     launcher: list[str] | None = None  # torchrun / accelerate / other launcher: argv as typed
     pythonpath: list[str] = field(default_factory=list)  # dirs relative to root, put first
     python: str = sys.executable  # the interpreter of the re-run
+    cells: list[str] | None = None  # kind "notebook": the executed cells, in order
+    cells_file: str = ""  # where they are written for the runner (outside the tree)
 
 
 # ---------------------------------------------------------------------------------- planning
@@ -102,6 +104,9 @@ def plan_rerun(record: RunRecord, store: Store) -> _Plan:
         raise ReproduceError(f"run {rid} recorded no command line; there is nothing to re-run")
     kind, entry = command.get("entry_kind"), command.get("entry")
     launcher = command.get("launcher") if isinstance(command.get("launcher"), dict) else None
+    notebook = record.section("notebook")
+    if isinstance(notebook.get("cells"), list) and notebook["cells"]:
+        return _plan_notebook(record, store, code, command, notebook)
     if kind not in ("script", "module") or not entry:
         raise ReproduceError(
             f"run {rid} was started as a {kind or 'unknown'} entry ({entry or argv[0]!r}); "
@@ -170,6 +175,46 @@ def plan_rerun(record: RunRecord, store: Store) -> _Plan:
     )  # fmt: skip
 
 
+def _repo_root(record: RunRecord, code: dict[str, object]) -> Path:
+    rid, commit = record.id, code.get("commit")
+    root = Path(str(code.get("root") or ""))
+    if not code.get("root") or not root.is_dir():
+        raise ReproduceError(
+            f"run {rid} was recorded in repository {str(root)!r} on host {record.raw.get('host')}, "
+            "which does not exist here; reproduce needs that repository"
+        )
+    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise ReproduceError(
+            f"run {rid}: commit {commit} is not in repository {root} (rebased away, or not "
+            f"fetched? try: git -C {root} fetch --all)"
+        )
+    return root
+
+
+def _plan_notebook(
+    record: RunRecord, store: Store, code: dict[str, object], command: dict[str, object],
+    notebook: dict[str, object],
+) -> _Plan:  # fmt: skip
+    """A notebook run: its recorded cells, re-executed by nbclient in a fresh kernel."""
+    cells = [str(c) for c in notebook.get("cells") or []]  # type: ignore[attr-defined]
+    if any(REDACTED in c for c in cells):
+        raise ReproduceError(
+            f"run {record.id}: notebook cells had secrets masked at capture; they cannot be re-run"
+        )
+    root = _repo_root(record, code)
+    cwd = str(command.get("cwd") or root)
+    cwd_rel = _inside(cwd, root)
+    notes = [] if cwd_rel is not None else [f"the kernel's cwd {cwd} is outside the repository"]
+    env = _child_env(record, store)
+    path = notebook.get("path")
+    if isinstance(path, str) and path:
+        env["REPROLOG_NOTEBOOK"] = path  # mapped into the tree in run_child when inside it
+    return _Plan(
+        record, root, str(code.get("commit")), "notebook", "", "", [], [], cwd_rel, cwd, env,
+        notes, cells=cells,
+    )  # fmt: skip
+
+
 def _child_env(record: RunRecord, store: Store) -> dict[str, str | None]:
     """The recorded seed, determinism and thread variables (None: unset), and reprolog's own."""
     env: dict[str, str | None] = {}
@@ -205,6 +250,11 @@ def command_line(plan: _Plan, tree: str) -> list[str]:
     """The command the re-run runs, with repository paths mapped into the work tree."""
     python = plan.python
     args = [_map(a, plan, tree) for a in plan.args]
+    if plan.kind == "notebook":
+        cwd = (
+            plan.cwd if plan.cwd_rel is None else os.path.normpath(os.path.join(tree, plan.cwd_rel))
+        )
+        return [python, "-m", "reprolog._reproduce._notebook", plan.cells_file or "<cells>", cwd]
     if plan.kind == "module":
         return [python, *plan.flags, "-m", str(plan.module), *args]
     if plan.kind == "console_script":
@@ -331,6 +381,8 @@ def run_child(
     cwd = plan.cwd if plan.cwd_rel is None else os.path.normpath(os.path.join(tree, plan.cwd_rel))
     env = {k: v for k, v in os.environ.items() if plan.env.get(k, "") is not None}
     env.update({k: v for k, v in plan.env.items() if v is not None})
+    if plan.kind == "notebook" and env.get("REPROLOG_NOTEBOOK"):
+        env["REPROLOG_NOTEBOOK"] = _map(env["REPROLOG_NOTEBOOK"], plan, tree)
     if plan.pythonpath:
         first = [os.path.normpath(os.path.join(tree, rel)) for rel in plan.pythonpath]
         env["PYTHONPATH"] = os.pathsep.join([*first, *filter(None, [env.get("PYTHONPATH")])])
