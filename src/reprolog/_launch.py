@@ -181,7 +181,14 @@ def _end(
             summary = recorder.close()
             summary["source"] = "reprolog run"
             record["sections"]["console"] = summary
-        record["sections"].setdefault("job", {}).update(
+        job = record["sections"].setdefault("job", {})
+        if job.get("ends"):
+            # each seat's pid and time were for the launcher; kept, they would make `diff` of
+            # two identical jobs differ
+            job["ends"] = [
+                {k: v for k, v in end.items() if k in ("status", "error")} for end in job["ends"]
+            ]
+        job.update(
             {
                 "pid": pid,
                 "exit_code": rc if rc >= 0 else None,
