@@ -357,3 +357,49 @@ def test_notebook_run_is_re_executed_with_nbclient(
     # the notebook's path, mapped into the work tree, and so not a difference
     assert new.section("notebook")["path"] == os.path.join(result.workdir, "analysis.ipynb")
     assert not [d for d in result.diff.differences if d.key.startswith(("notebook.", "command."))]
+
+
+def test_reprolog_run_launch_is_relaunched_through_reprolog_run(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(
+        "import numpy as np, reprolog\nrun = reprolog.init()\nrng = np.random.default_rng()\n"
+        "for s in range(3):\n    run.log({'x': float(rng.random())}, step=s)\nrun.finish()\n"
+    )
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    store = tmp_path / "store"
+    cli = [sys.executable, "-m", "reprolog._cli", "run", "--", sys.executable, "train.py"]
+    original = run_in(root, store, *cli)
+    launcher = reprolog.Store(store).run(original).section("command")["launcher"]
+    assert launcher["argv"] == [sys.executable, "train.py"]
+    assert launcher["from"] == "REPROLOG_LAUNCH" and launcher["kind"] == "python"
+    result = reproduce(original, store=store, timeout=300)
+    assert result.command[1:5] == ["-m", "reprolog._cli", "run", "--"]
+    assert result.command[5:] == [sys.executable, "train.py"]
+    assert result.verdict == "identical", (result.error, result.diff)
+
+
+def test_accelerate_launch_is_recorded_and_relaunched(tmp_path: Path) -> None:
+    accelerate = Path(sys.executable).parent / "accelerate"
+    if not accelerate.is_file():
+        pytest.skip("accelerate is not installed")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(
+        "import random, reprolog\nrun = reprolog.init()\n"
+        "for s in range(3):\n    run.log({'x': random.random()}, step=s)\nrun.finish()\n"
+    )
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    store = tmp_path / "store"
+    flags = ["--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+             "--dynamo_backend", "no"]  # fmt: skip
+    original = run_in(root, store, str(accelerate), "launch", *flags, "train.py")
+    launcher = reprolog.Store(store).run(original).section("command")["launcher"]
+    assert launcher["kind"] == "accelerate" and launcher["argv"][-1] == "train.py"
+    result = reproduce(original, store=store, timeout=300)
+    assert result.launch == "accelerate" and "launch" in result.command
+    assert result.verdict == "identical", (result.error, result.diff)

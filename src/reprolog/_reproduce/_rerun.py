@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reprolog._capture.command import ENV_LAUNCH
 from reprolog._reproduce._model import (
     ENV_FROM,
     ENV_ID,
@@ -154,7 +155,16 @@ def plan_rerun(record: RunRecord, store: Store) -> _Plan:
     else:
         flags = orig[1 : len(orig) - len(argv)] if orig[len(orig) - len(argv) :] == argv else []
     plan_kind = str(kind)
-    if launch_kind == "console_script" and launcher is not None:
+    if launcher is not None and launcher.get("from") == ENV_LAUNCH and launch_argv:
+        plan_kind = "reprolog_run"  # `reprolog run -- CMD`: launched again the same way
+    if plan_kind == "reprolog_run":
+        if launch_kind == "console_script":
+            script_info = launcher.get("console_script") or {}  # type: ignore[union-attr]
+            mod = str(script_info.get("entry_point") or "").partition(":")[0]
+            found = _import_root(command.get("entry_file"), mod, root) if mod else None
+            if found is not None:
+                pythonpath.append(found)
+    elif launch_kind == "console_script" and launcher is not None:
         plan_kind = "console_script"
         script_info = launcher.get("console_script") or {}
         mod = str(script_info.get("entry_point") or "").partition(":")[0]
@@ -265,6 +275,8 @@ def command_line(plan: _Plan, tree: str) -> list[str]:
         return [python, wrapper, *args]
     if plan.kind in ("torchrun", "accelerate", "command") and plan.launcher:
         return _launcher_line(plan, tree, python)
+    if plan.kind == "reprolog_run" and plan.launcher:
+        return [python, "-m", "reprolog._cli", "run", "--", *_launcher_line(plan, tree, python)]
     # A relative script path, as typed, names the same file from the mapped cwd.
     relative = not os.path.isabs(plan.argv0) and plan.cwd_rel is not None
     script = plan.argv0 if relative else os.path.join(tree, plan.script)
@@ -280,15 +292,15 @@ def _launcher_line(plan: _Plan, tree: str, python: str) -> list[str]:
     if prog.startswith(("python", "pypy")):
         rest = argv[1:]
         # `python .../bin/torchrun ...`: this environment's own copy of the launcher, if any
-        if rest and not rest[0].startswith("-"):
+        if rest and os.path.basename(rest[0]) in ("torchrun", "accelerate"):
             rest[0] = _beside(python, os.path.basename(rest[0])) or rest[0]
         return [python, *rest]
     wrapper = _beside(python, prog)
     if wrapper is not None:
         return [wrapper, *argv[1:]]
-    if plan.kind == "torchrun":
+    if prog == "torchrun":
         return [python, "-m", _LAUNCH_MODULES["torchrun"], *argv[1:]]
-    if plan.kind == "accelerate" and argv[1:2] == ["launch"]:
+    if prog == "accelerate" and argv[1:2] == ["launch"]:
         return [python, "-m", _LAUNCH_MODULES["accelerate"], *argv[2:]]
     return argv
 
