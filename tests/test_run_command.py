@@ -471,3 +471,38 @@ def test_torchrun_with_two_processes_is_one_run(tmp_path: Path) -> None:
     assert sorted(points["rank"]) == [0, 1] and set(points["value"]) == {3.0}
     texts = {text for _, _, text in console_lines(record)}
     assert {"rank 0 sum 3.0", "rank 1 sum 3.0"} <= texts
+
+
+def test_a_forked_worker_alive_does_not_keep_the_record_seat(tmp_path: Path) -> None:
+    path = script(
+        tmp_path,
+        """
+        import os, time, reprolog
+        run = reprolog.init(params={"phase": "fit"})
+        worker = os.fork()  # a DataLoader worker that outlives the first training
+        if worker == 0:
+            time.sleep(3)
+            os._exit(0)
+        run.finish()
+        with reprolog.init(name="test-phase") as second:
+            second.log({"test/acc": 0.5}, step=0)
+        os.waitpid(worker, 0)
+        """,
+    )
+    proc = reprolog_run(tmp_path, "--", sys.executable, path)
+    assert proc.returncode == 0, proc.stderr
+    record = only_run(tmp_path)
+    assert record.name == "test-phase" and record.params == {"phase": "fit"}
+    assert "test/acc" in record.metrics_summary
+
+
+def test_reprolog_run_inside_a_job_makes_a_run_of_its_own(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    inner = [sys.executable, "-m", "reprolog._cli", "--dir", store, "run", "--name", "inner", "--"]
+    proc = reprolog_run(
+        tmp_path, "--name", "outer", "--", *inner, sys.executable, "-c", "import sys; sys.exit(5)"
+    )
+    assert proc.returncode == 5
+    s = reprolog.Store(store)
+    statuses = {s.run(i).name: s.run(i).status for i in s.runs()["id"]}
+    assert statuses == {"outer": "failed", "inner": "failed"}

@@ -22,7 +22,7 @@ import subprocess
 import termios
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -91,6 +91,8 @@ def launch(options: LaunchOptions) -> int:
             f"cannot create the store at {root}: {exc.strerror or exc}", path=str(root)
         ) from None
 
+    # `reprolog run` inside a job makes a run of its own (its command records into that one)
+    os.environ.pop(_job.ENV_RUN, None)
     cwd = os.getcwd()
     launch_env = json.dumps({"argv": command, "cwd": cwd})
     os.environ[ENV_LAUNCH] = launch_env  # the launcher's own capture records the command too
@@ -151,7 +153,7 @@ def launch(options: LaunchOptions) -> int:
     forwarded = _Forwarder(proc, streams)
     try:
         if streams and recorder:
-            _pump(proc, streams, recorder)
+            _pump(proc, streams, recorder, run.record_capture_error)
         rc = proc.wait()
     finally:
         forwarded.restore()
@@ -178,7 +180,11 @@ def _end(
     with run._record_lock:
         record = run._record
         if recorder is not None:
-            summary = recorder.close()
+            try:
+                summary = recorder.close()
+            except Exception as exc:  # the lines written so far stay
+                run.record_capture_error("console", exc)
+                summary = recorder.summary()
             summary["source"] = "reprolog run"
             record["sections"]["console"] = summary
         job = record["sections"].setdefault("job", {})
@@ -302,8 +308,17 @@ def _write_all(fd: int, data: bytes, broken: set[int]) -> None:
         view = view[n:]
 
 
-def _pump(proc: subprocess.Popen[bytes], streams: _Streams, recorder: Any) -> None:
-    """Copy the child's output to ours as it comes, and record it, until both streams end."""
+def _pump(
+    proc: subprocess.Popen[bytes],
+    streams: _Streams,
+    recorder: Any,
+    on_error: Callable[[str, BaseException], None],
+) -> None:
+    """Copy the child's output to ours as it comes, and record it, until both streams end.
+
+    When recording fails (a full disk...), the failure goes to `on_error` and copying goes
+    on: the child must never block on a pipe nobody reads.
+    """
     selector = selectors.DefaultSelector()
     selector.register(streams.read_out, selectors.EVENT_READ, ("o", 1))
     selector.register(streams.read_err, selectors.EVENT_READ, ("e", 2))
@@ -327,9 +342,20 @@ def _pump(proc: subprocess.Popen[bytes], streams: _Streams, recorder: Any) -> No
                     os.close(fd)
                     continue
                 _write_all(ours, data, broken)
-                recorder.feed(stream, data)
-            if recorder.due():
-                recorder.flush()
+                if recorder is not None:
+                    try:
+                        recorder.feed(stream, data)
+                        if recorder.due():
+                            recorder.flush()
+                    except Exception as exc:
+                        on_error("console", exc)
+                        recorder = None
+            if recorder is not None and recorder.due():
+                try:
+                    recorder.flush()
+                except Exception as exc:
+                    on_error("console", exc)
+                    recorder = None
             if exited_at is None and proc.poll() is not None:
                 exited_at = time.monotonic()
             if exited_at is not None and time.monotonic() - exited_at > _DRAIN_AFTER_EXIT:

@@ -421,3 +421,5 @@ class Run(RunFactsMixin):
         self._metrics.detach()
         self._finished = True
         self._lock_fd = None
+        if self._seat is not None:  # else a forked worker would hold the job's record seat
+            self._seat.release()
