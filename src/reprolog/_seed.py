@@ -157,7 +157,7 @@ def take_pending_seeding() -> dict[str, Any] | None:
 
 def _refresh_entropy() -> None:
     """After numpy drew fresh entropy: keep the live run's seeds section up to date."""
-    from reprolog._capture import entropy
+    from reprolog import _entropy as entropy
 
     facts = entropy.section_facts()
     if facts["numpy_entropy_count"] > entropy.MAX_KEPT:
@@ -173,7 +173,7 @@ def _refresh_entropy() -> None:
 
 
 def _install_entropy_hook() -> None:
-    from reprolog._capture import entropy
+    from reprolog import _entropy as entropy
 
     entropy.on_draw(_refresh_entropy)
     entropy.install()

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._reproduce._envdiff import compare_env, strict_refusal
 from reprolog._reproduce._model import (
     ENV_FROM,
     ENV_ID,
@@ -29,15 +28,6 @@ from reprolog._reproduce._rerun import (
     remove_tree,
     run_child,
 )
-from reprolog._reproduce._venv import (
-    build_env,
-    find_interpreter,
-    install_project,
-    locked,
-    requirements_of,
-    venv_packages,
-)
-from reprolog._reproduce._verdict import judge
 
 if TYPE_CHECKING:
     from reprolog._record import RunRecord
@@ -113,6 +103,15 @@ def reproduce(
     """
     from reprolog._diff import DEFAULT_ATOL, DEFAULT_RTOL
     from reprolog._errors import ArgumentError
+    from reprolog._reproduce._envdiff import strict_refusal
+    from reprolog._reproduce._venv import (
+        build_env,
+        find_interpreter,
+        install_project,
+        locked,
+        requirements_of,
+    )
+    from reprolog._reproduce._verdict import judge
     from reprolog._steplimit import ENV_MAX_STEPS
     from reprolog._store import Store
 
@@ -215,6 +214,8 @@ def _env_differences(recorded: dict[str, Any], built: Any, plan: Any) -> list[En
     import platform
 
     from reprolog._capture.environment import packages
+    from reprolog._reproduce._envdiff import compare_env
+    from reprolog._reproduce._venv import venv_packages
 
     if built is not None:
         project = set(built.requirements.project)
@@ -228,6 +229,7 @@ def _current_differences(recorded: dict[str, Any], skip: set[str]) -> list[EnvDi
     import platform
 
     from reprolog._capture.environment import packages
+    from reprolog._reproduce._envdiff import compare_env
 
     found = compare_env(recorded, packages(), platform.python_version(), skip=skip)
     return [d for d in found if d.recorded is not None]  # what the venv put back, not removed

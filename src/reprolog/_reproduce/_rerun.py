@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reprolog._capture.command import ENV_LAUNCH
 from reprolog._reproduce._model import (
     ENV_FROM,
     ENV_ID,
@@ -154,6 +153,8 @@ def plan_rerun(record: RunRecord, store: Store) -> _Plan:
         flags = orig[1 : len(orig) - len(tail)] if orig[len(orig) - len(tail) :] == tail else []
     else:
         flags = orig[1 : len(orig) - len(argv)] if orig[len(orig) - len(argv) :] == argv else []
+    from reprolog._capture.command import ENV_LAUNCH  # lazily: `import reprolog` stays cheap
+
     plan_kind = str(kind)
     if launcher is not None and launcher.get("from") == ENV_LAUNCH and launch_argv:
         plan_kind = "reprolog_run"  # `reprolog run -- CMD`: launched again the same way
