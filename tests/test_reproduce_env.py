@@ -176,3 +176,72 @@ def test_json_of_a_recorded_env_run(recorded: tuple[Path, Path, str]) -> None:
     got = json.loads(res.output)
     assert got["verdict"] == "identical" and got["env_mode"] == "recorded"
     assert got["venv"] and shutil.which(got["python"]) is not None
+
+
+EDITABLE_PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.25"]
+build-backend = "hatchling.build"
+
+[project]
+name = "mypkg"
+version = "0.1.0"
+
+[project.scripts]
+my-train = "mypkg.train:main"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/mypkg"]
+"""
+
+EDITABLE_TRAIN = """\
+import reprolog
+from mypkg.model import SCALE
+
+def main():
+    with reprolog.init(params={"scale": SCALE}) as run:
+        for step in range(3):
+            run.log({"y": SCALE * step}, step=step)
+"""
+
+
+def test_editable_project_is_installed_from_the_work_tree(tmp_path: Path) -> None:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(tmp_path / "gc"),
+           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
+    repo = tmp_path / "proj"
+    pkg = repo / "src" / "mypkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model.py").write_text("SCALE = 2.0\n")
+    (pkg / "train.py").write_text(EDITABLE_TRAIN)
+    (repo / "pyproject.toml").write_text(EDITABLE_PYPROJECT)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env, capture_output=True)
+    venv = tmp_path / "uservenv"
+    python = venv / "bin" / "python"
+    subprocess.run([str(UV), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    done = subprocess.run(
+        [str(UV), "pip", "install", "-q", "--python", str(python),
+         "--index-strategy", "unsafe-best-match", "-e", str(ROOT), "-e", str(repo)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    store = tmp_path / "store"
+    subprocess.run(
+        [str(venv / "bin" / "my-train")], cwd=repo, check=True,
+        env={**env, "REPROLOG_DIR": str(store)},
+    )  # fmt: skip
+    original = str(reprolog.Store(store).run_ids()[-1])
+    rec = reprolog.Store(store).run(original)
+    assert rec.section("environment")["package_sources"]["mypkg"]["kind"] == "editable"
+    # The checkout moves on; the rebuilt venv must run the recorded commit's code.
+    (pkg / "model.py").write_text("SCALE = 9.0\n")
+    result = reproduce(original, store=store, env="recorded")
+    assert result.verdict == "identical", (result.error, result.diff, result.notes)
+    assert result.launch == "console_script" and result.venv is not None
+    assert result.command[1] == os.path.join(result.venv, "bin", "my-train")
+    new = reprolog.Store(store).run(str(result.new))
+    assert new.params["scale"] == 2.0
+    source = new.section("environment")["package_sources"]["mypkg"]
+    assert source["kind"] == "editable" and source["url"] == Path(result.workdir).as_uri()

@@ -127,6 +127,12 @@ def _compare(
         return diff(original, new, rtol=rtol, atol=atol)
     last = int(pc.max(tb.column("step")).as_py())
     out.new_steps = last
+    if ta.num_rows and last >= int(pc.max(ta.column("step")).as_py()):
+        out.notes.append(
+            f"--steps {out.steps}: the re-run did not stop early (it logged as many steps as the "
+            "original): this training honours no step limit (scikit-learn has no steps; a plain "
+            "script reads RunOwner.max_steps), so the whole run was compared"
+        )
     ta = ta.filter(pc.less_equal(ta.column("step"), last))
     # Stopping early makes a framework log its epoch-end values at the last step: those points
     # have no counterpart in the original at that step, and are not part of the prefix.
