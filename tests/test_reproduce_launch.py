@@ -403,3 +403,25 @@ def test_accelerate_launch_is_recorded_and_relaunched(tmp_path: Path) -> None:
     result = reproduce(original, store=store, timeout=300)
     assert result.launch == "accelerate" and "launch" in result.command
     assert result.verdict == "identical", (result.error, result.diff)
+
+
+def test_another_name_of_the_same_interpreter_is_not_a_difference(tmp_path: Path) -> None:
+    other = Path(sys.executable).with_name("python3")
+    if not other.exists() or other == Path(sys.executable):
+        pytest.skip("no python3 beside this interpreter")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(STEPPED)
+    (root / "data.txt").write_text("1 2 3\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    store = tmp_path / "store"
+    original = run_in(root, store, str(other), "train.py")
+    assert reprolog.Store(store).run(original).section("command")["executable"] == str(other)
+    result = reproduce(original, store=store)  # re-run with sys.executable: .../python
+    assert result.verdict == "identical" and result.diff is not None
+    assert result.diff.differences == [], result.diff.differences
+    assert {"command.executable", "environment.python_executable"} <= {
+        d.key for d in result.expected
+    }
