@@ -172,6 +172,12 @@ def reproduce_cmd(
     for ck in result.checkpoints:
         same = "equal" if ck.equal else "differ"
         out.print(f"Checkpoint at step {ck.step} ({ck.name}): {same}", highlight=False)
+    if result.reproduced and any(not ck.equal for ck in result.checkpoints):
+        out.print(
+            "  (checkpoint files also hold run-specific facts, e.g. Lightning stores its "
+            "checkpoint folder in them: different bytes need not mean different weights)",
+            highlight=False,
+        )
     if result.error:
         out.print(Text(result.error))
     if result.kept:
