@@ -67,8 +67,14 @@ def on_draw(listener: Callable[[], None]) -> None:
 
 
 def _recorded_draws() -> list[int] | None:
-    """In a re-run: the original's recorded draws, from its folder ($REPROLOG_REPRODUCES_FROM)."""
+    """In a re-run: the original's recorded draws, from its folder ($REPROLOG_REPRODUCES_FROM).
+
+    Only the process that made the original run replays: rank 0 of a distributed launch (the
+    other ranks' draws were never recorded), never a forked child (a DataLoader worker).
+    """
     if not os.environ.get("REPROLOG_REPRODUCES"):
+        return None
+    if os.environ.get("RANK", "0") != "0" or os.environ.get("LOCAL_RANK", "0") != "0":
         return None
     source = os.environ.get("REPROLOG_REPRODUCES_FROM")
     if not source:
@@ -109,9 +115,17 @@ def _patch(module: ModuleType) -> None:
                 listener()
         return value
 
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_stop_replay)
     randbits._reprolog = True  # type: ignore[attr-defined]
     module.randbits = randbits  # type: ignore[attr-defined]
     _installed = True
+
+
+def _stop_replay() -> None:
+    """In a forked child: draw fresh entropy, as the original's children did."""
+    global _replay
+    _replay = None
 
 
 def install() -> None:
