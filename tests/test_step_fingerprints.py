@@ -272,3 +272,27 @@ def test_a_torn_record_is_dropped_not_misread(tmp_path: Path) -> None:
     assert recs["step"].tolist() == [0, 1, 2]
     assert problems and "torn step record at index 3" in problems[0]
     assert os.path.getsize(_steplog.chunk_path(log, 0)) == 64 + 8 * 64
+
+
+def test_a_batch_is_hashed_as_it_was_at_the_step(tmp_path: Path) -> None:
+    # Batches are hashed later, stacked with others; a batch changed in place after the
+    # step (a reused buffer) must still be recorded as it was when the step began.
+    buffer = torch.zeros(8, 3)
+    expected = []
+    with reprolog.init(dir=tmp_path, capture=False) as run:
+        fp = run.step_fingerprints()
+        assert fp is not None
+        for step in range(5):
+            buffer.fill_(float(step))
+            expected.append(_stephash.batch_hash((buffer, torch.arange(8))))
+            fp.step(step, (buffer, torch.arange(8)))
+        buffer.fill_(-1.0)
+    rows = pq.read_table(run.dir / "steps.parquet").to_pylist()
+    assert [(r["batch"], r["samples"]) for r in rows] == expected
+
+
+def test_stacked_hashing_equals_one_by_one() -> None:
+    x, y = torch.randn(10, 4), torch.arange(10)
+    parts = [(x[:4], y[:4]), (x[4:7], y[4:7]), {"text": ["a"], "x": x}, [torch.tensor(3.0)]]
+    stacked = _stephash.hash_captured([_stephash.capture(p) for p in parts])
+    assert stacked == [_stephash.batch_hash(p) for p in parts]

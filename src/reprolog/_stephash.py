@@ -67,6 +67,36 @@ def _nonzero(h: int) -> int:
 # ---------------------------------------------------------------- batches
 
 
+# A captured batch: its leaves with a batch dimension (numpy arrays, owned), and the
+# description of its other leaves (strings, hashed into ``batch`` only).
+Captured = tuple[list[Any], list[str]]
+
+
+def capture(batch: Any, *, copy: bool = True) -> Captured:
+    """Take what `hash_captured` needs from a batch, cheaply (no hashing of the samples).
+
+    Args:
+        batch: a tensor/array, or a tuple, list or mapping of them (nested).
+        copy: copy array leaves that share memory with the batch, so that hashing them later
+            sees the batch as it was now.
+    """
+    leaves: list[Any] = []
+    other: list[str] = []
+    _collect(batch, leaves, other, 0)
+    size = -1
+    for arr in leaves:
+        if arr.ndim:
+            size = arr.shape[0]
+            break
+    batched = []
+    for arr in leaves:
+        if not arr.ndim or arr.shape[0] != size:
+            other.append(f"{arr.dtype.str}:{arr.shape}:{_xxh(np.ascontiguousarray(arr))}")
+        else:
+            batched.append(arr.copy() if copy and not arr.flags.owndata else arr)
+    return batched, other
+
+
 def batch_hash(batch: Any) -> tuple[int, int]:
     """Return (batch, samples) fingerprints of one batch (see the module docstring).
 
@@ -77,52 +107,75 @@ def batch_hash(batch: Any) -> tuple[int, int]:
     Returns:
         Two unsigned 64-bit ints; ``samples`` is 0 when no leaf has a batch dimension.
     """
+    return hash_captured([capture(batch, copy=False)])[0]
+
+
+def hash_captured(batches: list[Captured]) -> list[tuple[int, int]]:
+    """The (batch, samples) fingerprints of many captured batches, computed together.
+
+    Batches of one layout (the same leaves, dtypes and row shapes; any batch size) are stacked
+    so that each leaf costs one matrix product for all of them: the result is the same as
+    hashing each alone.
+    """
+    out: list[tuple[int, int]] = [(0, 0)] * len(batches)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (leaves, other) in enumerate(batches):
+        if not leaves:
+            out[i] = (_nonzero(_xxh("\x00".join(other).encode())), 0) if other else (0, 0)
+            continue
+        key = tuple((arr.dtype.str, arr.shape[1:]) for arr in leaves)
+        groups.setdefault(key, []).append(i)
+    for key, members in groups.items():
+        h = _row_hashes(key, [batches[i][0] for i in members])
+        token = _leaf_seeds.get(key)
+        if token is None:
+            token = _leaf_seeds[key] = _xxh(repr(key).encode())
+        sizes = [batches[i][0][0].shape[0] for i in members]
+        starts = np.cumsum([0, *sizes[:-1]])
+        sums = np.add.reduceat(h, starts) if len(h) else np.zeros(len(members), np.uint64)
+        for j, i in enumerate(members):
+            lo = int(starts[j])
+            other = batches[i][1]
+            seed = _xxh("\x00".join(other).encode(), token) if other else token
+            rows = h[lo : lo + sizes[j]]
+            out[i] = _nonzero(_xxh(rows, seed)), _nonzero(int(sums[j]) if sizes[j] else 0)
+    return out
+
+
+def _row_hashes(key: tuple[Any, ...], stack: list[list[Any]]) -> Any:
+    """One mixed 64-bit hash per sample of every batch in `stack` (all of layout `key`)."""
     global _coef
-    leaves: list[Any] = []
-    other: list[str] = []
-    _collect(batch, leaves, other, 0)
-    size = -1
-    for arr in leaves:
-        if arr.ndim:
-            size = arr.shape[0]
-            break
     h: Any = None
     off = 0
-    layout = []
-    for arr in leaves:
-        if not arr.ndim or arr.shape[0] != size:
-            other.append(f"{arr.dtype.str}:{arr.shape}:{_xxh(np.ascontiguousarray(arr))}")
-            continue
-        words = _words(arr, size)
+    for pos in range(len(key)):
+        parts = [leaves[pos] for leaves in stack]
+        arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        words = _words(arr, arr.shape[0])
         width = words.shape[1]
         if off + width > len(_coef):
             _coef = _coefficients(max(2 * len(_coef), off + width))
         # Each leaf has its own run of coefficients: the same bytes in another leaf differ.
         r = words @ _coef[off : off + width]
-        if h is None:
-            h = r
-        else:
-            h += r
+        h = r if h is None else h + r
         off += width
-        layout.append((arr.dtype.str, arr.shape[1:]))
-    if h is None:
-        return (_nonzero(_xxh("\x00".join(other).encode())), 0) if other else (0, 0)
-    key = tuple(layout)
-    token = _leaf_seeds.get(key)
-    if token is None:
-        token = _leaf_seeds[key] = _xxh(repr(key).encode())
-    if other:
-        token = _xxh("\x00".join(other).encode(), token)
     # Mix each row hash (xor-shift, odd multiply, xor-shift) before the order-free sum: a sum
     # of linear row hashes would see only the batch's column sums, blind to values swapped
     # between rows, and products alone keep the trailing zeros of float bit differences.
     h ^= h >> _S1
     h *= _K1
     h ^= h >> _S2
-    return _nonzero(_xxh(h, token)), _nonzero(int(_sum(h)))
+    return h
 
 
-_sum = np.add.reduce
+def combine(parts: list[tuple[int, int]]) -> tuple[int, int]:
+    """The fingerprints of a step made of several micro-batches, in order."""
+    b, s = parts[0]
+    for b2, s2 in parts[1:]:
+        b = _xxh(b.to_bytes(8, "little") + b2.to_bytes(8, "little")) or 1
+        s = ((s + s2) & 0xFFFFFFFFFFFFFFFF or 1) if s or s2 else 0
+    return b, s
+
+
 _S1 = np.uint64(31)
 _S2 = np.uint64(29)
 
@@ -195,37 +248,47 @@ class RngProbe:
     """Reads the 32-bit fingerprints of each RNG state; built once per process."""
 
     def __init__(self) -> None:
-        self._py = _python_reader()
+        self._py, self._py_inst = _python_reader()
+        self._mtrand: Any = None
         self._np_rs: Any = None
         self._np: Any = None
-        self._torch: Any = None
-        self.methods: dict[str, str] = {"python": "in place" if self._py[1] else "getstate"}
+        self._torch_state: Any = None
+        self._cuda_initialized: Any = None
+        self.methods: dict[str, str] = {
+            "python": "in place" if self._py is not None else "getstate"
+        }
 
     def __call__(self) -> tuple[int, int, int, int]:
         """Return (torch CPU, torch CUDA, numpy, python); 0 for a generator not in use."""
-        torch = self._torch
-        if torch is None:
-            torch = self._torch = sys.modules.get("torch")
+        # Runs at every step: everything that stays the same is looked up once.
         t = c = n = 0
-        if torch is not None:
-            t = _nonzero(_xxh(torch.default_generator.get_state().numpy()) & _MASK32)
-            if torch.cuda.is_initialized():
-                c = _cuda_hash(torch)
-        numpy_random = sys.modules.get("numpy.random")
-        if numpy_random is not None:
-            rs = numpy_random.mtrand._rand
+        get_state = self._torch_state
+        if get_state is None and "torch" in sys.modules:
+            torch = sys.modules["torch"]
+            get_state = self._torch_state = torch.default_generator.get_state
+            self._cuda_initialized = torch.cuda.is_initialized
+        if get_state is not None:
+            t = _xxh(get_state().numpy()) & _MASK32 or 1
+            if self._cuda_initialized():
+                c = _cuda_hash(sys.modules["torch"])
+        mtrand = self._mtrand
+        if mtrand is None and "numpy.random" in sys.modules:
+            mtrand = self._mtrand = sys.modules["numpy.random"].mtrand
+        if mtrand is not None:
+            rs = mtrand._rand
             if rs is not self._np_rs:
                 self._np_rs, self._np = rs, _numpy_reader(rs)
                 self.methods["numpy"] = "in place" if self._np is not None else "get_state"
             view = self._np
             n = _xxh(view) if view is not None else _xxh(repr(rs.get_state()).encode())
-            n = _nonzero(n & _MASK32)
-        view, inst = self._py
+            n = n & _MASK32 or 1
+        view = self._py
         if view is not None:
-            p = _xxh(view, _gauss_seed(inst.gauss_next))
+            gauss = self._py_inst.gauss_next
+            p = _xxh(view) if gauss is None else _xxh(view, _gauss_seed(gauss))
         else:
             p = _xxh(repr(random.getstate()).encode())
-        return t, c, n, _nonzero(p & _MASK32)
+        return t, c, n, p & _MASK32 or 1
 
 
 def _gauss_seed(gauss: float | None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,12 @@ def resolve_every(every: bool | int | None, environ: Any = None) -> int | None:
     )
 
 
+# Captured batches waiting to be hashed: hashed together off the step (by the run's flusher
+# thread every flush interval, at a roll or close) unless this many bytes or steps pile up.
+PENDING_BYTES = 16 << 20
+PENDING_STEPS = 4096
+
+
 class StepFingerprints:
     """Records what each training step consumed; one per run (or rank writer).
 
@@ -65,6 +72,10 @@ class StepFingerprints:
     (microseconds; weights every `every` steps) and never raises into training: a value
     that cannot be fingerprinted is left unrecorded and reported once in the run's capture
     report (``"step fingerprints: <what>"``).
+
+    The step's RNG states and weights are hashed at once; its batch is captured (its arrays
+    copied when they share memory with the batch) and hashed with other steps' batches a
+    little later, stacked, by the run's background flusher: the step pays for the copy only.
 
     Attributes:
         every: weights and gradients are fingerprinted at steps divisible by this (0: never).
@@ -82,6 +93,7 @@ class StepFingerprints:
         from reprolog import _stephash, _steplog
 
         self._hash = _stephash
+        self._capture = _stephash.capture
         self._steplog = _steplog
         self._dir = log_dir
         self.every = every
@@ -89,15 +101,15 @@ class StepFingerprints:
         self._on_error = on_error
         self._reported: set[str] = set()
         self._rng = _stephash.RngProbe()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._number = 0
         self._chunk: Any = _steplog.StepChunk(_steplog.chunk_path(log_dir, 0), 0)
         self._pack = _steplog.RECORD.pack_into
         self._slot = -1  # offset of the current step's record, -1 before the first
         self._step = -1
-        self._batch_count = 0
-        self._batch = 0
-        self._samples = 0
+        # (record offset, captured micro-batches) of steps whose batch is not hashed yet.
+        self._pending: list[tuple[int, list[Any]]] = []
+        self._pending_bytes = 0
 
     @property
     def rng_methods(self) -> dict[str, str]:
@@ -113,7 +125,7 @@ class StepFingerprints:
         Args:
             step: the optimizer step about to run (an int >= 0).
             batch: its (first micro-)batch: a tensor/array or a tuple, list or mapping of
-                them; None records no batch.
+                them; None records no batch (`add_batch` may add it).
             epoch: the epoch the step belongs to (needed for the per-epoch sample check).
         """
         if type(step) is not int or step < 0:
@@ -124,10 +136,10 @@ class StepFingerprints:
         except Exception as exc:
             self._report("rng", exc)
             t = c = n = p = 0
-        b = s = 0
+        captured = None
         if batch is not None:
             try:
-                b, s = self._hash.batch_hash(batch)
+                captured = self._capture(batch)
             except Exception as exc:
                 self._report("batch", exc)
         w = 0
@@ -145,29 +157,50 @@ class StepFingerprints:
             if chunk.pos == chunk.end:
                 chunk = self._roll()
             chunk.seq += 1
-            self._pack(chunk.mm, chunk.pos, step, b, s, w, 0, t, c, n, p, ep, chunk.seq)
+            self._pack(chunk.mm, chunk.pos, step, 0, 0, w, 0, t, c, n, p, ep, chunk.seq)
             self._slot = chunk.pos
             chunk.pos += 64
+            if captured is not None:
+                self._queue(self._slot, captured, new=True)
         self._step = step
-        self._batch_count = 1 if batch is not None else 0
-        self._batch, self._samples = b, s
 
     def add_batch(self, batch: Any) -> None:
         """Fold one more micro-batch (gradient accumulation) into the current step's record."""
         if self._slot < 0:
             return
         try:
-            b, s = self._hash.batch_hash(batch)
+            captured = self._capture(batch)
         except Exception as exc:
             self._report("batch", exc)
             return
-        if self._batch_count:
-            joined = self._batch.to_bytes(8, "little") + b.to_bytes(8, "little")
-            b = self._hash._xxh(joined) or 1
-            s = ((self._samples + s) & 0xFFFFFFFFFFFFFFFF or 1) if self._samples or s else 0
-        self._batch_count += 1
-        self._batch, self._samples = b, s
-        self._rewrite(self._steplog.OFFSET_BATCH, "<QQ", self._batch, self._samples)
+        with self._lock:
+            if self._chunk is not None and self._slot >= 0:
+                pending = self._pending
+                self._queue(self._slot, captured, new=not pending or pending[-1][0] != self._slot)
+
+    def _queue(self, slot: int, captured: Any, *, new: bool) -> None:
+        if new:
+            self._pending.append((slot, [captured]))
+        else:
+            self._pending[-1][1].append(captured)
+        self._pending_bytes += sum(a.nbytes for a in captured[0])
+        if self._pending_bytes > PENDING_BYTES or len(self._pending) > PENDING_STEPS:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Hash every pending batch (stacked) and write it into its record. Holds the lock."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        chunk = self._chunk
+        if not pending or chunk is None:
+            return
+        try:
+            flat = [c for _, parts in pending for c in parts]
+            hashes = iter(self._hash.hash_captured(flat))
+            for slot, parts in pending:
+                b, s = self._hash.combine([next(hashes) for _ in parts])
+                _PAIR.pack_into(chunk.mm, slot + self._steplog.OFFSET_BATCH, b, s)
+        except Exception as exc:
+            self._report("batch", exc)
 
     def grads(self, model: Any = None) -> None:
         """Fingerprint the gradients of the current step (at steps divisible by `every`).
@@ -183,17 +216,13 @@ class StepFingerprints:
         except Exception as exc:
             self._report("gradients", exc)
             return
-        self._rewrite(self._steplog.OFFSET_GRADS, "<Q", g)
-
-    def _rewrite(self, offset: int, fmt: str, *values: int) -> None:
-        import struct
-
         with self._lock:
             chunk = self._chunk
             if chunk is not None and self._slot >= 0:
-                struct.pack_into(fmt, chunk.mm, self._slot + offset, *values)
+                _ONE.pack_into(chunk.mm, self._slot + self._steplog.OFFSET_GRADS, g)
 
     def _roll(self) -> Any:
+        self._drain()  # the pending records live in the chunk being closed
         old = self._chunk
         self._number += 1
         log = self._steplog
@@ -213,19 +242,28 @@ class StepFingerprints:
     # -- lifecycle, driven by the metric writer of the same folder ---------------------------
 
     def flush(self) -> None:
-        chunk = self._chunk
+        """Hash the pending batches, then msync (the run's flusher thread calls this)."""
+        with self._lock:
+            self._drain()
+            chunk = self._chunk
         if chunk is not None:
             with contextlib.suppress(ValueError):
                 chunk.flush()
 
     def close(self) -> None:
         with self._lock:
+            self._drain()
             chunk, self._chunk = self._chunk, None
             if chunk is not None:
                 chunk.close()
 
     def detach(self) -> None:
         self._chunk = None
+        self._pending = []
+
+
+_PAIR = struct.Struct("<QQ")
+_ONE = struct.Struct("<Q")
 
 
 def for_writer(
