@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +139,27 @@ def test_public_objects_are_documented(name: str) -> None:
     assert summary.endswith(".") and len(summary.split()) >= 5, summary  # a one-line summary
     if name in ("init", "Store"):  # the two entry points every user calls
         assert "Args:" in doc and "Raises:" in doc and "Example" in doc, name
+
+
+def test_step_fingerprints_and_the_diff_explanation_are_pinned() -> None:
+    # What integrations call (they import only `reprolog.__all__`) and what reproduce reads.
+    import inspect
+
+    from reprolog._diff import Barrier, Explanation, RunDiff
+
+    for owner in (reprolog.Run, reprolog.RankWriter):
+        params = inspect.signature(owner.step_fingerprints).parameters
+        assert list(params) == ["self", "model", "every"], owner
+        assert params["every"].kind is inspect.Parameter.KEYWORD_ONLY
+    fields = [f.name for f in dataclasses.fields(Explanation)]
+    assert fields == ["barrier", "step", "summary", "rank", "evidence", "notes", "shared_steps"]
+    assert "explanation" in [f.name for f in dataclasses.fields(RunDiff)]
+    assert [b.value for b in Barrier] == [
+        "none",
+        "data order",
+        "data content",
+        "randomness",
+        "numerics",
+        "code or logging",
+        "unknown",
+    ]
