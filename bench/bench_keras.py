@@ -85,7 +85,7 @@ def once(x: np.ndarray, y: np.ndarray, epochs: int, arm: str, store: str) -> dic
         middle = [Noop()]
     elif arm == "ours":
         ours = ReprologCallback(dir=store)
-        timer = HookTimer(ours, ["on_train_batch_end"])
+        timer = HookTimer(ours, ["on_train_batch_begin", "on_train_batch_end"])
         middle = [ours]
     start = time.perf_counter()
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[first, *middle, last])

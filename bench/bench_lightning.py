@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import HookTimer, emit_results, paired_median, paired_spread, profile_top
 
 # The callback's hooks that run inside the training loop, timed from inside.
-LOOP_HOOKS = ["on_train_batch_start", "on_train_batch_end"]
+LOOP_HOOKS = ["on_train_batch_start", "on_train_batch_end", "on_before_optimizer_step"]
 
 
 class Tiny(pl.LightningModule):
