@@ -506,3 +506,59 @@ def test_reprolog_run_inside_a_job_makes_a_run_of_its_own(tmp_path: Path) -> Non
     s = reprolog.Store(store)
     statuses = {s.run(i).name: s.run(i).status for i in s.runs()["id"]}
     assert statuses == {"outer": "failed", "inner": "failed"}
+
+
+def test_on_a_terminal_the_child_gets_one_too_and_the_record_gets_plain_text(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    path = script(
+        tmp_path,
+        """
+        import os, sys
+        size = os.get_terminal_size()
+        print(f"tty={sys.stdout.isatty()},{sys.stderr.isatty()} cols={size.columns}")
+        print("\\x1b[31mred\\x1b[0m done")
+        """,
+    )
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 123, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROLOG_")}
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reprolog._cli",
+            "--dir",
+            str(tmp_path / "store"),
+            "run",
+            "--",
+            sys.executable,
+            path,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer of the terminal is gone
+            break
+        if not data:
+            break
+        seen += data
+    os.close(master)
+    assert launcher.wait(timeout=60) == 0
+    assert b"tty=True,True cols=123" in seen
+    assert b"\x1b[31mred\x1b[0m done" in seen  # the terminal gets the colours
+    texts = [t for _, _, t in console_lines(only_run(tmp_path))]
+    assert texts == ["tty=True,True cols=123", "red done"]
