@@ -150,6 +150,33 @@ def test_every_init_of_the_job_records_into_the_one_run(tmp_path: Path) -> None:
     assert record.section("job")["ends"] == [{"status": "completed"}, {"status": "completed"}]
 
 
+def test_the_launchers_name_and_experiment_win_over_the_codes(tmp_path: Path) -> None:
+    path = script(
+        tmp_path,
+        """
+        import reprolog
+        with reprolog.init("from-code", experiment="code-exp", tags={"by": "code"}):
+            pass
+        """,
+    )
+    proc = reprolog_run(
+        tmp_path,
+        "--name",
+        "cli",
+        "--experiment",
+        "cli-exp",
+        "--tag",
+        "k=v",
+        "--",
+        sys.executable,
+        path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = only_run(tmp_path)
+    assert (record.name, record.experiment) == ("cli", "cli-exp")
+    assert record.tags == {"k": "v", "by": "code"}
+
+
 def test_a_script_that_catches_its_failed_training_still_ends_failed(tmp_path: Path) -> None:
     path = script(
         tmp_path,
@@ -562,3 +589,50 @@ def test_on_a_terminal_the_child_gets_one_too_and_the_record_gets_plain_text(
     assert b"\x1b[31mred\x1b[0m done" in seen  # the terminal gets the colours
     texts = [t for _, _, t in console_lines(only_run(tmp_path))]
     assert texts == ["tty=True,True cols=123", "red done"]
+
+
+def test_sigint_to_the_launcher_without_a_terminal_is_forwarded(tmp_path: Path) -> None:
+    ready, got = tmp_path / "ready", tmp_path / "got-sigint"
+    path = script(
+        tmp_path,
+        f"""
+        import pathlib, time
+        pathlib.Path({str(ready)!r}).write_text("ready")
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            pathlib.Path({str(got)!r}).write_text("yes")
+            raise
+        """,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPROLOG_")}
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reprolog._cli",
+            "--dir",
+            str(tmp_path / "store"),
+            "run",
+            "--",
+            sys.executable,
+            path,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # no controlling terminal
+    )
+    try:
+        _wait_for(ready)
+        launcher.send_signal(signal.SIGINT)
+        launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert got.read_text() == "yes"
+    assert launcher.returncode == 128 + signal.SIGINT
+    record = only_run(tmp_path)
+    assert record.status == "interrupted"
+    assert record.error["message"] == "SIGINT"

@@ -208,10 +208,10 @@ class Run(RunFactsMixin):
                 "metrics_summary": None,
             }
         )
-        if self._seat is not None:
-            if name is not None:
+        if self._seat is not None:  # `reprolog run --name/--experiment` win over the code's
+            if name is not None and self._record.get("name") is None:
                 self._record["name"] = name
-            if experiment is not None:
+            if experiment is not None and self._record.get("experiment") in (None, "default"):
                 self._record["experiment"] = experiment
         log_dir = self._seat.metrics_dir if self._seat else self._layout.log_dir
         self._metrics = MetricWriter(log_dir, self._closed_error)
