@@ -36,7 +36,11 @@ def test_each_batch_is_fingerprinted(store_dir: Path, sequential: Any, data: Any
     assert table["step"] == list(range(8)) and table["epoch"] == [0] * 4 + [1] * 4
     assert None not in table["batch"] and None not in table["samples"]
     assert table["batch"][:4] == table["batch"][4:]  # shuffle=False: the same batches again
-    assert [s for s, w in zip(table["step"], table["weights"]) if w is not None] == [0, 3, 6]
+    assert [s for s, w in zip(table["step"], table["weights"], strict=True) if w is not None] == [
+        0,
+        3,
+        6,
+    ]
     assert not hasattr(model.train_function, "__reprolog_traced__")  # unwrapped after fit
 
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 import reprolog
@@ -99,6 +100,8 @@ def test_ddp_default_makes_one_run_written_by_rank_zero_only(
     assert len(record.metrics(keys=["val_loss"])) == 1
     (ckpt,) = [a for a in record.artifacts if a["kind"] == "checkpoint"]
     assert ckpt["metadata"]["global_step"] == 3 and ckpt["status"] == "ok"
+    steps = pq.read_table(Path(record.dir) / "steps.parquet").to_pydict()
+    assert steps["rank"] == [0, 0, 0] and steps["step"] == [0, 1, 2]  # rank 0's alone
 
 
 @pytest.mark.slow
@@ -127,3 +130,11 @@ def test_ddp_all_ranks_keeps_every_rank_in_one_run_with_a_rank_column(
     # Everything else is still rank 0's record alone.
     (ckpt,) = [a for a in record.artifacts if a["kind"] == "checkpoint"]
     assert ckpt["metadata"]["global_step"] == 3
+    # Step fingerprints per rank: each rank's own batches, the same (synchronised) weights.
+    steps = pq.read_table(Path(record.dir) / "steps.parquet").to_pydict()
+    pairs = list(zip(steps["rank"], steps["step"], strict=True))
+    assert pairs == [(r, s) for r in (0, 1) for s in range(3)]
+    assert steps["batch"][:3] != steps["batch"][3:]  # DistributedSampler: other samples
+    assert steps["weights"][0] is not None and steps["weights"][0] == steps["weights"][3]
+    explained = reprolog.diff(row.id, row.id, store=store).explanation
+    assert explained is not None and explained.notes == []  # no rank desynchronised

@@ -38,8 +38,16 @@ def test_each_optimizer_step_is_fingerprinted(pl: ModuleType, tmp_path: Path, ki
     table = pq.read_table(Path(record.dir) / "steps.parquet").to_pydict()
     assert table["step"] == list(range(8)) and table["epoch"] == [0] * 4 + [1] * 4
     assert None not in table["batch"] and None not in table["rng_torch"]
-    assert [s for s, w in zip(table["step"], table["weights"]) if w is not None] == [0, 3, 6]
-    assert [s for s, g in zip(table["step"], table["grads"]) if g is not None] == [0, 3, 6]
+    assert [s for s, w in zip(table["step"], table["weights"], strict=True) if w is not None] == [
+        0,
+        3,
+        6,
+    ]
+    assert [s for s, g in zip(table["step"], table["grads"], strict=True) if g is not None] == [
+        0,
+        3,
+        6,
+    ]
     assert record.sections["step_fingerprints"]["every"] == 3
     assert not [k for k in record.metrics()["key"].unique() if "fingerprint" in k]
 

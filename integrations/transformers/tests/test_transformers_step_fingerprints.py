@@ -43,8 +43,16 @@ def test_each_step_is_fingerprinted(
     assert table["step"] == list(range(6))
     assert table["epoch"] == [0] * 4 + [1] * 2  # 16 samples, batch 4
     assert None not in table["batch"] and None not in table["samples"]
-    assert [s for s, w in zip(table["step"], table["weights"]) if w is not None] == [0, 2, 4]
-    assert [s for s, g in zip(table["step"], table["grads"]) if g is not None] == [0, 2, 4]
+    assert [s for s, w in zip(table["step"], table["weights"], strict=True) if w is not None] == [
+        0,
+        2,
+        4,
+    ]
+    assert [s for s, g in zip(table["step"], table["grads"], strict=True) if g is not None] == [
+        0,
+        2,
+        4,
+    ]
 
 
 def test_another_seed_with_the_same_data_seed_is_randomness(
