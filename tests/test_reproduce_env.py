@@ -245,3 +245,19 @@ def test_editable_project_is_installed_from_the_work_tree(tmp_path: Path) -> Non
     assert new.params["scale"] == 2.0
     source = new.section("environment")["package_sources"]["mypkg"]
     assert source["kind"] == "editable" and source["url"] == Path(result.workdir).as_uri()
+
+
+def test_a_failed_build_is_one_line_and_leaves_no_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPROLOG_CACHE_DIR", str(tmp_path / "own-cache"))
+    env = {
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "packages": {"idna": "0.0.0.999"},  # no such release
+    }
+    with pytest.raises(ReproduceError, match=r"uv pip install failed .*idna==0\.0\.0\.999") as got:
+        build_env(env, None)
+    assert "\n" not in str(got.value)
+    venvs = tmp_path / "own-cache" / "venvs"
+    assert [p.name for p in venvs.iterdir() if p.is_dir()] == []

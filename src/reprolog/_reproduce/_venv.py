@@ -268,7 +268,9 @@ def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None) -> Non
         cmd, capture_output=True, text=True, check=False, env=None if env is None else dict(env)
     )
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip()[-_LOG_TAIL:]
+        # One line for the CLI's `Error:`: the installer's last few lines, joined.
+        lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+        tail = "; ".join(lines[-4:])[-_LOG_TAIL:]
         raise ReproduceError(f"{what} failed (exit {done.returncode}): {tail}")
 
 
