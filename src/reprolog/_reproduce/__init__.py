@@ -20,14 +20,8 @@ from reprolog._reproduce._model import (
     ReproduceError,
     Reproduction,
 )
-from reprolog._reproduce._rerun import (
-    apply_code,
-    command_line,
-    make_tree,
-    plan_rerun,
-    remove_tree,
-    run_child,
-)
+from reprolog._reproduce._plan import command_line, plan_rerun
+from reprolog._reproduce._rerun import apply_code, make_tree, remove_tree, run_child
 
 if TYPE_CHECKING:
     from reprolog._record import RunRecord
