@@ -425,3 +425,30 @@ def test_another_name_of_the_same_interpreter_is_not_a_difference(tmp_path: Path
     assert {"command.executable", "environment.python_executable"} <= {
         d.key for d in result.expected
     }
+
+
+def test_script_importing_an_editable_src_project_runs_the_recorded_code(
+    project: Path, user_venv: Path, tmp_path: Path
+) -> None:
+    uv = Path(sys.executable).parent / "uv"
+    python = user_venv / "bin" / "python"
+    done = subprocess.run(
+        [str(uv), "pip", "install", "-q", "--python", str(python), "--no-deps", "-e", str(project)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (project / "run.py").write_text("from mypkg.train import main\nmain()\n")
+    git(project, "add", "run.py")
+    git(project, "commit", "-qm", "a script at the root")
+    store = tmp_path / "store"
+    original = run_in(project, store, str(python), "run.py")
+    # The editable install points at the checkout, which moves on after the run.
+    (project / "src/mypkg/model.py").write_text("def scale():\n    return 8.0\n")
+    proc = subprocess.run(
+        [str(python), "-m", "reprolog._cli", "--dir", str(store), "reproduce", original, "--json"],
+        cwd=project, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    assert got["verdict"] == "identical"
+    assert reprolog.Store(store).run(got["new"]).params["scale"] == 2.0

@@ -158,11 +158,56 @@ def plan_rerun(record: RunRecord, store: Store) -> Plan:
         if rel is None:
             raise ReproduceError(f"run {rid}: its script {entry} lies outside repository {root}")
         script = rel
+    for rel in editable_roots(record, root):
+        if rel not in pythonpath:
+            pythonpath.append(rel)
     return Plan(
         record, root, str(commit), plan_kind, script, str(argv[0]), [str(a) for a in argv[1:]],
         flags, cwd_rel, cwd, _child_env(record, store), notes, module=module,
         launcher=launch_argv or None, pythonpath=pythonpath,
     )  # fmt: skip
+
+
+def editable_roots(record: RunRecord, root: Path) -> list[str]:
+    """Import roots (relative to root) of the project's editable installs found in this env.
+
+    An editable install of the project under training points this environment at the original
+    checkout (a ``.pth`` line naming e.g. ``<root>/src``); the re-run puts the tree's copy of
+    each such folder first on ``PYTHONPATH`` so the recorded commit's code is what it imports.
+    """
+    from reprolog._capture.environment import distributions
+
+    sources = record.section("environment").get("package_sources") or {}
+    wanted = {
+        name for name, src in sources.items()
+        if (src or {}).get("kind") == "editable"
+        and _inside(str((src or {}).get("url") or "").removeprefix("file://"), root) is not None
+    }  # fmt: skip
+    if not wanted:
+        return []
+    found: list[str] = []
+    for name, (_, folder) in distributions().items():
+        if name not in wanted:
+            continue
+        try:
+            record_lines = (folder / "RECORD").read_text().splitlines()
+        except OSError:
+            continue
+        for line in record_lines:
+            rel_file = line.split(",", 1)[0]
+            if not rel_file.endswith(".pth"):
+                continue
+            try:
+                text = (folder.parent / rel_file).read_text()
+            except OSError:
+                continue
+            for entry in text.splitlines():
+                entry = entry.strip()
+                if entry and not entry.startswith(("#", "import")) and os.path.isdir(entry):
+                    rel = _inside(entry, root)
+                    if rel is not None and rel not in found:
+                        found.append(rel)
+    return found
 
 
 def _repo_root(record: RunRecord, code: dict[str, object]) -> Path:
