@@ -31,8 +31,8 @@ _RNG = (
 _MASK = (1 << 64) - 1
 
 
-def _hex(value: Any) -> str | None:
-    return None if value is None else f"{int(value):016x}"
+def _hex(value: Any, digits: int = 16) -> str | None:
+    return None if value is None else f"{int(value):0{digits}x}"
 
 
 class _Side:
@@ -197,7 +197,11 @@ class _Context:
         va, oka = self.a.values[name]
         vb, okb = self.b.values[name]
         i, j = self.ia[index], self.ib[index]
-        return (_hex(va[i]) if oka[i] else None, _hex(vb[j]) if okb[j] else None)
+        digits = 8 if name.startswith("rng_") else 16  # the RNG fields hold 32 bits
+        return (
+            _hex(va[i], digits) if oka[i] else None,
+            _hex(vb[j], digits) if okb[j] else None,
+        )
 
     def _make(self, barrier: Barrier, index: int, summary: str, **evidence: Any) -> Explanation:
         step, rank = int(self.steps[index]), int(self.ranks[index])
