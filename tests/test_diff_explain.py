@@ -199,3 +199,31 @@ def test_runs_without_fingerprints_are_unknown(tmp_path: Path) -> None:
     e = explain(tmp_path, *ids)
     assert e.barrier is Barrier.UNKNOWN and e.step == 0
     assert "no step fingerprints in run A and B" in e.summary
+
+
+def _two_ranks(store: Path, rank1_bias: float) -> str:
+    """One run, ranks 0 and 1 each recording the same batches; rank 1's model shifted."""
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)]
+    models[1].load_state_dict(models[0].state_dict())
+    with torch.no_grad():
+        models[1].bias += rank1_bias
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+    with reprolog.init(dir=store, capture=False) as run:
+        fps = [run.step_fingerprints(models[0], every=1)]
+        with reprolog.attach(run.id, rank=1, dir=store) as writer:
+            fps.append(writer.step_fingerprints(models[1], every=1))
+            for step in range(3):
+                for fp in fps:
+                    fp.step(step, x, epoch=0)  # type: ignore[union-attr]
+        return run.id
+
+
+def test_a_rank_that_desynchronised_is_named(tmp_path: Path) -> None:
+    a, b = _two_ranks(tmp_path, 0.0), _two_ranks(tmp_path, 0.5)
+    e = explain(tmp_path, a, b)
+    assert e.barrier is Barrier.NUMERICS and e.rank == 1 and e.step == 0, e
+    assert "(rank 1)" in e.summary
+    assert e.notes == [
+        "run B: rank 1's weights differ from rank 0's at step 0 (the ranks desynchronised)"
+    ]
