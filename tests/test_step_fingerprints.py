@@ -296,3 +296,18 @@ def test_stacked_hashing_equals_one_by_one() -> None:
     parts = [(x[:4], y[:4]), (x[4:7], y[4:7]), {"text": ["a"], "x": x}, [torch.tensor(3.0)]]
     stacked = _stephash.hash_captured([_stephash.capture(p) for p in parts])
     assert stacked == [_stephash.batch_hash(p) for p in parts]
+
+
+def test_a_reused_numpy_buffer_is_hashed_as_it_was(tmp_path: Path) -> None:
+    buffer = np.zeros((4, 2), dtype=np.float32)
+    expected = []
+    with reprolog.init(dir=tmp_path, capture=False) as run:
+        fp = run.step_fingerprints()
+        assert fp is not None
+        for step in range(3):
+            buffer[:] = step
+            expected.append(_stephash.batch_hash(buffer))
+            fp.step(step, buffer)
+        buffer[:] = -1
+    rows = pq.read_table(run.dir / "steps.parquet").to_pylist()
+    assert [(r["batch"], r["samples"]) for r in rows] == expected

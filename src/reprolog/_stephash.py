@@ -77,8 +77,8 @@ def capture(batch: Any, *, copy: bool = True) -> Captured:
 
     Args:
         batch: a tensor/array, or a tuple, list or mapping of them (nested).
-        copy: copy array leaves that share memory with the batch, so that hashing them later
-            sees the batch as it was now.
+        copy: copy the array leaves, so that hashing them later sees the batch as it was now
+            (a loader may refill the same buffer, a step may change its batch in place).
     """
     leaves: list[Any] = []
     other: list[str] = []
@@ -93,7 +93,7 @@ def capture(batch: Any, *, copy: bool = True) -> Captured:
         if not arr.ndim or arr.shape[0] != size:
             other.append(f"{arr.dtype.str}:{arr.shape}:{_xxh(np.ascontiguousarray(arr))}")
         else:
-            batched.append(arr.copy() if copy and not arr.flags.owndata else arr)
+            batched.append(arr.copy() if copy else arr)  # the caller may reuse its buffer
     return batched, other
 
 
