@@ -186,7 +186,9 @@ def _split_expected(
     def is_expected(x: Difference) -> bool:
         return (
             x.key in _BOOKKEEPING
-            or x.key.startswith(("reproduce.", "environment.env.REPROLOG_", "seeds.numpy_entropy"))
+            or x.key.startswith(("reproduce.", "environment.env.REPROLOG_"))
+            # only a re-run counts its replayed draws; the draws themselves are real facts
+            or x.key.startswith(("seeds.numpy_entropy_replayed", "seeds.numpy_entropy_unreplayed"))
             or x.key.startswith(_PATH_KEYS)
             or (x.key.startswith("environment.package_sources.") and x.key.endswith(".installer"))
             # staged in the original, unstaged after `git apply`: same change, other letters
