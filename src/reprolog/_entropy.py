@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,12 @@ def _recorded_draws() -> list[int] | None:
         return None
 
 
+def _numpy_random_importing() -> bool:
+    module = sys.modules.get("numpy.random")
+    spec = getattr(module, "__spec__", None)
+    return module is None or bool(getattr(spec, "_initializing", False))
+
+
 def _patch(module: ModuleType) -> None:
     global _installed, _replay
     real = getattr(module, "randbits", None)
@@ -96,6 +103,11 @@ def _patch(module: ModuleType) -> None:
 
     def randbits(k: int) -> int:
         global _count, _replayed, _replay_short
+        if _numpy_random_importing():
+            # numpy seeds its global RandomState while `numpy.random` imports: that state is
+            # captured and restored at init; recording this draw would make every two runs,
+            # seeded or not, differ.
+            return int(real(k))
         value: int | None = None
         with _lock:
             if _replay is not None:
