@@ -452,3 +452,39 @@ def test_script_importing_an_editable_src_project_runs_the_recorded_code(
     got = json.loads(proc.stdout)
     assert got["verdict"] == "identical"
     assert reprolog.Store(store).run(got["new"]).params["scale"] == 2.0
+
+
+NO_LIMIT = """\
+import sys
+import reprolog
+path = sys.argv[1]
+data = [float(x) for x in open(path).read().split()]
+run = reprolog.init()
+run.log_dataset("train", path)
+for step, value in enumerate(data):
+    run.log({"loss": value}, step=step)
+run.finish()
+"""
+
+
+def test_steps_on_a_training_without_steps_and_a_json_divergence(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "train.py").write_text(NO_LIMIT)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    data = tmp_path / "data.txt"
+    data.write_text("1 2 3 4\n")
+    store = tmp_path / "store"
+    original = run_in(root, store, sys.executable, "train.py", str(data))
+    whole = reproduce(original, store=store, steps=2)
+    assert whole.verdict == "identical" and whole.new_steps == 3
+    assert any("did not stop early" in n for n in whole.notes)
+    data.write_text("1 2 9 4 \n")  # the data changed after the run
+    res = CliRunner().invoke(main, ["--dir", str(store), "reproduce", original, "--json"])
+    got = json.loads(res.output)
+    assert res.exit_code == 1 and got["verdict"] == "diverged"
+    assert got["first_divergent"] == {"loss": 2} and got["diverged_at"] == 2
+    assert got["causes"][0]["category"] == "data" and got["causes"][0]["source"] == "record"
+    assert got["new"] and got["env_differences"] == [] and got["checkpoints"] == []
