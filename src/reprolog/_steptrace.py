@@ -59,10 +59,11 @@ def resolve_every(every: bool | int | None, environ: Any = None) -> int | None:
     )
 
 
-# Captured batches waiting to be hashed: hashed together off the step (by the run's flusher
-# thread every flush interval, at a roll or close) unless this many bytes or steps pile up.
-PENDING_BYTES = 16 << 20
-PENDING_STEPS = 4096
+# Captured batches waiting to be hashed: hashed together, stacked, once this many steps or
+# bytes pile up (or by the run's flusher thread, at a roll or close). Small on purpose: copies
+# kept longer grow the heap, and the page faults of fresh memory cost more than the hashing.
+PENDING_BYTES = 1 << 20
+PENDING_STEPS = 64
 
 
 class StepFingerprints:
@@ -74,8 +75,8 @@ class StepFingerprints:
     report (``"step fingerprints: <what>"``).
 
     The step's RNG states and weights are hashed at once; its batch is captured (its arrays
-    copied when they share memory with the batch) and hashed with other steps' batches a
-    little later, stacked, by the run's background flusher: the step pays for the copy only.
+    copied) and hashed a little later, stacked with the next steps' batches (every 64 steps,
+    or by the run's flusher thread): one matrix product per leaf for all of them.
 
     Attributes:
         every: weights and gradients are fingerprinted at steps divisible by this (0: never).
