@@ -50,6 +50,7 @@ def train(
     metric: str = "mse",
     epochs: int = 2,
     every: int = 2,
+    steps: int | None = None,
 ) -> str:
     """Train a tiny MLP for `epochs` epochs of 6 steps; return the run id."""
     if threads is not None:
@@ -77,6 +78,8 @@ def train(
         step = 0
         for epoch in range(epochs):
             for x, y in loader:
+                if step == steps:
+                    break
                 fp.step(step, (x, y), epoch=epoch)
                 out = model(x)
                 if wide:
@@ -227,3 +230,47 @@ def test_a_rank_that_desynchronised_is_named(tmp_path: Path) -> None:
     assert e.notes == [
         "run B: rank 1's weights differ from rank 0's at step 0 (the ranks desynchronised)"
     ]
+
+
+def _summation_order(store: Path, *, reverse_from: int | None) -> str:
+    """SGD on a linear model whose gradient is a float32 sum, reversed from one step on."""
+    torch.manual_seed(0)
+    w = torch.zeros(64)
+    xs = torch.randn(10, 256, 64, generator=torch.Generator().manual_seed(4))
+    with reprolog.init(dir=store, capture=False) as run:
+        fp = run.step_fingerprints([w], every=6)
+        assert fp is not None
+        for step, x in enumerate(xs):
+            fp.step(step, x, epoch=0)
+            err = x @ w - 1.0
+            rows = err[:, None] * x
+            if reverse_from is not None and step >= reverse_from:
+                rows = rows.flip(0)  # the same terms, summed in another order
+            grad = torch.zeros(64)
+            for r in rows:  # sequential float32 sums: order-dependent rounding
+                grad += r
+            w -= 0.01 * grad / len(x)
+            run.log({"loss": float((err**2).mean())}, step=step)
+        return run.id
+
+
+def test_numerics_between_weight_checks_is_not_taken_for_code(tmp_path: Path) -> None:
+    # Weights are compared every 6 steps; the arithmetic changes at step 1, the exact metric
+    # parts a few steps later (before step 6), and the weights differ at the check of step 6.
+    a = _summation_order(tmp_path, reverse_from=None)
+    b = _summation_order(tmp_path, reverse_from=1)
+    d = reprolog.diff(a, b, store=tmp_path, rtol=0, atol=0)
+    e = d.explanation
+    assert e is not None and e.barrier is Barrier.NUMERICS, e
+    metric = d.metric("loss")
+    assert metric is not None and metric.step is not None and 1 < metric.step < 6
+    assert e.step == metric.step and e.evidence["checked_step"] == 6
+    assert e.evidence["last_equal_step"] == 0 and e.evidence["field"] == "weights"
+
+
+def test_a_run_cut_short_inside_the_epoch_is_data_order_or_content(tmp_path: Path) -> None:
+    a = train(tmp_path, loader_seed=0)
+    b = train(tmp_path, loader_seed=1, steps=3)  # as reproduce --steps 3 would
+    e = explain(tmp_path, a, b)
+    assert e.barrier is Barrier.DATA and e.step == 0, e
+    assert e.evidence["same_samples"] is None and e.shared_steps == 3

@@ -158,6 +158,7 @@ def test_step_fingerprints_and_the_diff_explanation_are_pinned() -> None:
         "none",
         "data order",
         "data content",
+        "data order or content",
         "randomness",
         "numerics",
         "code or logging",

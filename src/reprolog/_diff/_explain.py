@@ -123,7 +123,7 @@ def explain(
     if priority == 2:
         return ctx.numerics(index, differences, sections)
     assert metric is not None
-    return ctx.code(metric)
+    return ctx.code(metric, differences, sections)
 
 
 def _first_metric(metrics: list[MetricComparison]) -> MetricComparison | None:
@@ -248,7 +248,7 @@ class _Context:
                 **evidence,
             )
         return self._make(
-            Barrier.DATA_CONTENT,
+            Barrier.DATA,
             index,
             f"the batches differ (A {a_hex}, B {b_hex}); whether {where} holds the same "
             "samples cannot be told (an epoch not seen whole by both runs, or no per-sample "
@@ -343,16 +343,57 @@ class _Context:
         same = np.flatnonzero(oka[ia] & okb[ib] & (va[ia] == vb[ib]))
         return int(self.steps[same[-1]]) if len(same) else None
 
-    def code(self, metric: MetricComparison) -> Explanation:
+    def code(
+        self,
+        metric: MetricComparison,
+        differences: list[Difference],
+        sections: tuple[dict[str, Any], dict[str, Any]],
+    ) -> Explanation:
         step = int(metric.step or 0)
+        later = [self.firsts[n] for n in ("weights", "grads") if n in self.firsts]
+        if later:
+            # Weights compared every K steps: equal up to a check before the metric parted,
+            # different at a later one. A metric computed differently leaves weights alone.
+            index = min(later)
+            name = "grads" if self.firsts.get("grads") == index else "weights"
+            a_hex, b_hex = self._pair(name, index)
+            last = self._last_equal("weights", index)
+            since = f" (equal at step {last})" if last is not None else ""
+            facts = _numerics_facts(differences, sections)
+            named = (
+                "; ".join(facts) if facts else "no recorded thread, hardware or package difference"
+            )
+            return Explanation(
+                Barrier.NUMERICS,
+                step,
+                f"{Barrier.NUMERICS.value} from step {step}: batches and RNG states are equal, "
+                f"metric {metric.key!r} differs from step {step} and the "
+                f"{'gradients' if name == 'grads' else 'weights'} differ at step "
+                f"{int(self.steps[index])}{since}: the arithmetic differs in between — {named}",
+                evidence={
+                    "step": step,
+                    "rank": int(self.ranks[index]),
+                    "field": name,
+                    "a": a_hex,
+                    "b": b_hex,
+                    "checked_step": int(self.steps[index]),
+                    "last_equal_step": last,
+                    "metric": metric.key,
+                    "recorded": facts,
+                },
+                notes=self.notes,
+                shared_steps=self.n,
+            )
         last = self._last_equal("weights", len(self.steps))
         checked = f", weights last compared equal at step {last}" if last is not None else ""
+        facts = _numerics_facts(differences, sections)
+        also = f"; or the metric's own arithmetic differs ({'; '.join(facts)})" if facts else ""
         return Explanation(
             Barrier.CODE,
             step,
             f"{Barrier.CODE.value} from step {step}: batches, RNG states and weights are "
             f"equal{checked}, but metric {metric.key!r} differs (A {metric.a}, B {metric.b}): "
-            "it is computed or logged differently",
+            f"it is computed or logged differently{also}",
             evidence={
                 "step": step,
                 "rank": 0,

@@ -106,6 +106,7 @@ class Barrier(str, enum.Enum):
     NONE = "none"  # fingerprints and metrics agree at every shared step
     DATA_ORDER = "data order"
     DATA_CONTENT = "data content"
+    DATA = "data order or content"  # batches differ; the runs did not both see the epoch whole
     RANDOMNESS = "randomness"
     NUMERICS = "numerics"
     CODE = "code or logging"
