@@ -39,7 +39,10 @@ def diff_cmd(
     Lists what they recorded differently (data, code, hyperparameters, seeds and RNG state,
     determinism settings, packages with the ML ones first, hardware, command line), most likely
     cause first, then for each metric both logged: identical, within tolerance, or the first step
-    where they diverge, with both values. Exits 1 when the runs differ, 0 when they do not.
+    where they diverge, with both values; last, from the per-step fingerprints the integrations
+    record, one line naming the first step where the runs part and why (data order or content,
+    randomness, numerics, code or logging) with its evidence. Exits 1 when the runs differ, 0
+    when they do not.
 
     \b
     Examples:

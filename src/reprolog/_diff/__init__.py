@@ -66,7 +66,9 @@ def diff(
         atol: absolute tolerance for metrics.
 
     Returns:
-        A ``RunDiff``: ``.differences`` (ranked), ``.metrics`` (one per shared key), ``.differs``.
+        A ``RunDiff``: ``.differences`` (ranked), ``.metrics`` (one per shared key), ``.differs``,
+        and ``.explanation``: from both runs' step fingerprints, the first step where they part
+        and what differed there (an ``Explanation``; ``str()`` is one line).
 
     Raises:
         RunNotFoundError: a reference matches no run.
