@@ -636,3 +636,33 @@ def test_sigint_to_the_launcher_without_a_terminal_is_forwarded(tmp_path: Path) 
     record = only_run(tmp_path)
     assert record.status == "interrupted"
     assert record.error["message"] == "SIGINT"
+
+
+def test_joblib_workers_make_no_runs_of_their_own(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    path = script(
+        tmp_path,
+        """
+        import numpy as np
+        from joblib import Parallel, delayed
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV
+
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((120, 3))
+        y = (X[:, 0] > 0).astype(int)
+        GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, n_jobs=2, cv=2).fit(X, y)
+
+        def fit_one(c):  # fits in loky worker processes, each its own interpreter
+            return LogisticRegression(C=c).fit(X, y).score(X, y)
+
+        with __import__("reprolog").init(name="main"):  # the main process holds the run
+            print(Parallel(n_jobs=2)(delayed(fit_one)(c) for c in [0.1, 1.0, 10.0]))
+        """,
+    )
+    proc = reprolog_run(tmp_path, "--", sys.executable, path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = only_run(tmp_path)
+    assert record.status == "completed"
+    skipped = [s for s in record.capture_report["skipped"] if s["what"] == "worker processes"]
+    assert len(skipped) == 1

@@ -11,6 +11,8 @@ instead of making a new one:
   (`log/record.lock`); a later `init()` in the job takes the seat again once it is free.
 - a process with `$RANK` = r >= 1 (a DDP rank) logs its metrics as rank r; its record facts
   stay in memory (rank 0 records the job's facts).
+- any other process asking while the record seat is held (a joblib or multiprocessing
+  worker) makes no run: it gets a worker seat whose facts and points are not kept.
 
 A seat's `finish()` ends nothing: it proposes its end (status, error) in the record's `job`
 section and leaves. The launcher, which sees the exit status, ends the run. While seats may
@@ -42,6 +44,7 @@ logger = logging.getLogger("reprolog")
 
 ENV_RUN = "REPROLOG_RUN"
 RECORD_LOCK = "record.lock"
+WORKER_PREFIX = "worker-"
 _KEPT_BY_LAUNCHER = ("format_version", "id", "status", "start_time", "end_time", "host", "pid")
 
 
@@ -98,7 +101,7 @@ def take_seat(store: StoreLayout) -> Seat | None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                return None
+                return _worker_seat(layout, run_id, record)
             fds.append(fd)
             record = read_json(layout.record)  # the last seat's facts, now that we hold it
         folder, folder_fd = _claim_folder(layout, rank, run_id)
@@ -107,6 +110,18 @@ def take_seat(store: StoreLayout) -> Seat | None:
         logger.warning("reprolog: could not join the launched run %s (%s)", run_id, exc)
         return None
     return Seat(run_id, layout, record, folder, rank, rank == 0, fds)
+
+
+def _worker_seat(layout: RunLayout, run_id: str, record: dict[str, Any]) -> Seat:
+    """A seat for a worker of the job (a joblib/multiprocessing worker calling init()).
+
+    The record seat is held by the job's main process: the worker makes no run of its own,
+    and what it records is not kept (its points go to `log/worker-<pid>/`, which compaction
+    skips); the launcher notes how many workers did so.
+    """
+    folder = layout.log_dir / f"{WORKER_PREFIX}{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    return Seat(run_id, layout, record, folder, -1, False, [])
 
 
 def leave(run: Run, status: str, error: BaseException | None) -> None:
@@ -169,8 +184,17 @@ def absorb(run: Run, timeout: float = 5.0) -> dict[str, Any] | None:
         merged = dict(disk)
         for key in _KEPT_BY_LAUNCHER:
             merged[key] = mine.get(key)
-        errors = merged.setdefault("capture_report", {}).setdefault("errors", [])
-        errors.extend(mine["capture_report"].get("errors", [])[held:])
+        report = merged.setdefault("capture_report", {})
+        report.setdefault("errors", []).extend(mine["capture_report"].get("errors", [])[held:])
+        workers = len(list(run._layout.log_dir.glob(WORKER_PREFIX + "*")))
+        if workers:
+            report.setdefault("skipped", []).append(
+                {
+                    "what": "worker processes",
+                    "why": f"{workers} worker process(es) of the job called init() while the "
+                    "main process held the run; what they logged was not kept",
+                }
+            )
         run._record = merged
         ends = (merged.get("sections", {}).get("job") or {}).get("ends") or []
         return dict(ends[-1]) if ends else None
