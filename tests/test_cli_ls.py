@@ -224,6 +224,7 @@ def test_candidates_rank_and_mark_what_varies() -> None:
             "metrics.loss.last": [1.0, None, None],
             "metrics.loss.min": [1.0, 2.0, 3.0],
             "metrics.acc.last": [1.0, 2.0, 2.0],
+            "metrics.sys/cpu_percent.last": [5.0, 9.0, 7.0],  # the machine: after the training's
         }
     )
     got = [(c.key, c.present, c.varies) for c in candidates(frame)]
@@ -234,6 +235,7 @@ def test_candidates_rank_and_mark_what_varies() -> None:
         ("params.optimizer.lr", 2, True),
         ("metrics.acc.last", 3, True),
         ("metrics.loss.last", 1, False),
+        ("metrics.sys/cpu_percent.last", 3, True),
     ]
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import reprolog
 from reprolog._diff import Category, MetricStatus, RunDiff, diff
 from reprolog._diff._flatten import compare_trees, is_volatile
 from reprolog._diff._metrics import compare_curves, curves_from_frame
@@ -175,3 +177,17 @@ def test_a_section_only_one_run_has_is_one_difference_not_a_crash() -> None:
     (only,) = compare_records(a, b)
     assert only.key.startswith("lightning")
     assert only.a is None
+
+
+def test_system_metrics_are_listed_never_compared(tmp_path: Path) -> None:
+    ids = []
+    for cpu in (12.0, 97.0):
+        with reprolog.init(dir=tmp_path, capture=False) as run:
+            for step in range(3):
+                run.log({"loss": 1.0 / (step + 1), "sys/cpu_percent": cpu + step}, step=step)
+            ids.append(run.id)
+    d = reprolog.diff(*ids, store=tmp_path)
+    assert [m.key for m in d.metrics] == ["loss"]
+    assert d.system_metrics == ["sys/cpu_percent"]
+    assert not d.differs
+    assert d.to_dict()["system_metrics"] == ["sys/cpu_percent"]

@@ -15,6 +15,10 @@ ACCEPTED_VALUES = (
 )
 
 
+# Keys of the system metrics (`reprolog._capture.sysmetrics`): measurements of the machine,
+# not of the training, so `diff` and `reproduce` set them aside and listings hide them.
+SYSTEM_KEY_PREFIX = "sys/"
+
 _ACCEPTED_STEPS = "a non-negative integer (int or numpy/torch integer scalar)"
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reprolog._cli._common import fmt_duration, fmt_value
 from reprolog._errors import ArgumentError
+from reprolog._values import SYSTEM_KEY_PREFIX
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,8 +79,8 @@ def candidates(frame: pd.DataFrame) -> list[Candidate]:
         frame: the listed rows of ``Store.runs()``.
 
     Returns:
-        Every param, then every final metric, with a value in some row; constant params are
-        included with ``varies=False``.
+        Every param, then every final metric (system metrics last), with a value in some
+        row; constant params are included with ``varies=False``.
     """
     params: list[Candidate] = []
     metrics: list[Candidate] = []
@@ -94,7 +95,10 @@ def candidates(frame: pd.DataFrame) -> list[Candidate]:
         out = params if is_param else metrics
         out.append(Candidate(col, group, len(values), _distinct(values) > 1))
     params.sort(key=lambda c: (-c.present, c.key.count("."), c.key))
-    metrics.sort(key=lambda c: (-c.present, c.key))
+    # System metrics (sys/...) measure the machine: after the training's own, so the columns
+    # that fit the terminal show the training first; `--columns sys/cpu_percent` still shows one.
+    system = f"metrics.{SYSTEM_KEY_PREFIX}"
+    metrics.sort(key=lambda c: (c.key.startswith(system), -c.present, c.key))
     return params + metrics
 
 

@@ -82,7 +82,7 @@ def diff(
     """
     # Imported here so that `import reprolog` does not pay for numpy/rich until a diff is asked for.
     from reprolog._diff._explain import explain
-    from reprolog._diff._metrics import compare_all, curves_from_table
+    from reprolog._diff._metrics import compare_all, curves_from_table, split_system
     from reprolog._diff._records import compare_records
 
     for name, tol in (("rtol", rtol), ("atol", atol)):
@@ -98,9 +98,9 @@ def diff(
             resolved.append(_as_record(ref))
     ra, rb = resolved
     differences = compare_records(ra.raw, rb.raw)
-    metrics, only_a, only_b = compare_all(
-        curves_from_table(_points(ra)), curves_from_table(_points(rb)), rtol=rtol, atol=atol
-    )
+    curves_a, system_a = split_system(curves_from_table(_points(ra)))
+    curves_b, system_b = split_system(curves_from_table(_points(rb)))
+    metrics, only_a, only_b = compare_all(curves_a, curves_b, rtol=rtol, atol=atol)
     explanation = explain(
         _steps(ra),
         _steps(rb),
@@ -118,6 +118,7 @@ def diff(
         rtol=float(rtol),
         atol=float(atol),
         explanation=explanation,
+        system_metrics=sorted(set(system_a) | set(system_b)),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from reprolog._diff._model import MetricComparison, MetricStatus
+from reprolog._values import SYSTEM_KEY_PREFIX
 
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -148,10 +149,20 @@ def _value_at(steps: np.ndarray, values: np.ndarray, step: int) -> float | None:
     return None
 
 
+def split_system(curves: Curves) -> tuple[Curves, list[str]]:
+    """Set the system metrics (``sys/...``) aside: they measure the machine, not the training.
+
+    Returns:
+        (the training's curves, the sorted system keys set aside).
+    """
+    system = sorted(k for k in curves if k.startswith(SYSTEM_KEY_PREFIX))
+    return {k: v for k, v in curves.items() if not k.startswith(SYSTEM_KEY_PREFIX)}, system
+
+
 def compare_all(
     a: Curves, b: Curves, *, rtol: float, atol: float
 ) -> tuple[list[MetricComparison], list[str], list[str]]:
-    """Compare every metric both runs logged.
+    """Compare every metric both runs logged (system metrics set aside by ``split_system``).
 
     Args:
         a: run A's curves, from ``curves_from_frame``.

@@ -176,6 +176,8 @@ class RunDiff:
         explanation: from the runs' step fingerprints, the first step where they differ and
             which barrier acted there (data order or content, randomness, numerics, code or
             logging); ``str()`` of it is one line, ``.to_dict()`` its JSON form.
+        system_metrics: the system metric keys (``sys/...``: CPU, memory, GPU) either run
+            logged; they measure the machine, so they are listed, never compared.
     """
 
     a: str
@@ -187,6 +189,7 @@ class RunDiff:
     rtol: float = 0.0
     atol: float = 0.0
     explanation: Explanation | None = None
+    system_metrics: list[str] = field(default_factory=list)
 
     @property
     def differs(self) -> bool:
@@ -232,4 +235,5 @@ class RunDiff:
             "metrics_only_in_a": list(self.metrics_only_in_a),
             "metrics_only_in_b": list(self.metrics_only_in_b),
             "explanation": None if self.explanation is None else self.explanation.to_dict(),
+            "system_metrics": list(self.system_metrics),
         }

@@ -70,6 +70,9 @@ def render_diff(d: RunDiff, *, limit: int | None = 30) -> RenderableType:
     for side, keys in (("A", d.metrics_only_in_a), ("B", d.metrics_only_in_b)):
         if keys:
             parts.append(Text(f"Metrics only in {side}: {', '.join(keys)}"))
+    if d.system_metrics:
+        n = len(d.system_metrics)
+        parts.append(Text(f"System metrics not compared ({n} sys/ keys: they measure the machine)"))
     if d.explanation is not None:
         parts.append(Text(f"Why they part: {d.explanation}", style="bold"))
         for note in d.explanation.notes:
