@@ -197,3 +197,42 @@ def test_timeout_stops_the_rerun_and_keep_leaves_the_tree(repo: Path, store: Pat
     assert result.kept and (Path(result.workdir) / "train.py").is_file()
     assert result.workdir in git(repo, "worktree", "list")
     git(repo, "worktree", "remove", "--force", result.workdir)
+
+
+# Dropout draws from torch's global generator, which the script reseeds from the clock after
+# init: the re-run restores the recorded RNG state, then throws it away.
+CLOCK_SEEDED = """\
+import time
+import torch
+import reprolog
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+x = torch.linspace(-1, 1, 32).reshape(8, 4)
+y = x.sum(dim=1, keepdim=True)
+with reprolog.init() as run:
+    torch.manual_seed(time.time_ns())
+    fp = run.step_fingerprints(model, every=1)
+    for step in range(6):
+        fp.step(step, (x, y))
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        run.log({"loss": loss.item()}, step=step)
+"""
+
+
+def test_a_divergence_is_explained_by_the_step_fingerprints(repo: Path, store: Path) -> None:
+    (repo / "clock.py").write_text(CLOCK_SEEDED)
+    git(repo, "add", "clock.py")
+    git(repo, "commit", "-q", "-m", "clock-seeded dropout")
+    original = record(repo, store, script="clock.py")
+    result = reproduce(original, store=store)
+    assert result.verdict == "diverged", result
+    assert result.diff is not None and result.diff.explanation is not None
+    assert result.diff.explanation.barrier.value == "randomness"
+    cause = next(c for c in result.causes if c.source == "step fingerprints")
+    assert (cause.category, cause.step) == ("seeds", 0)
+    assert "randomness" in cause.explanation

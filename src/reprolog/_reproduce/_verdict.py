@@ -114,7 +114,9 @@ def _compare(
     """``diff(original, new)``; with a step limit, on the prefix the re-run reached only."""
     from reprolog._diff import RunDiff, diff
     from reprolog._diff import _points as points
-    from reprolog._diff._metrics import compare_all, curves_from_table
+    from reprolog._diff import _steps as steps_of
+    from reprolog._diff._explain import explain
+    from reprolog._diff._metrics import compare_all, curves_from_table, split_system
     from reprolog._diff._records import compare_records
 
     if out.steps is None:
@@ -143,18 +145,28 @@ def _compare(
         pc.invert(at_last), pc.is_in(keys, value_set=pa.array(sorted(there), pa.string()))
     )
     tb = tb.filter(keep)
-    metrics, only_a, only_b = compare_all(
-        curves_from_table(ta), curves_from_table(tb), rtol=rtol, atol=atol
-    )
+    curves_a, system_a = split_system(curves_from_table(ta))
+    curves_b, system_b = split_system(curves_from_table(tb))
+    metrics, only_a, only_b = compare_all(curves_a, curves_b, rtol=rtol, atol=atol)
     if only_a:
         out.notes.append(
             f"not logged within the first {last} steps of the re-run (left out): "
             + ", ".join(only_a)
         )
+    differences = compare_records(original.raw, new.raw)
+    # The step fingerprints of the prefix only: the original's later steps have no counterpart.
+    fa, fb = steps_of(original), steps_of(new)
+    if fa is not None:
+        fa = fa.filter(pc.less_equal(fa.column("step"), last))
+    explanation = explain(
+        fa, fb, metrics, differences,
+        (original.raw.get("sections") or {}, new.raw.get("sections") or {}),
+    )  # fmt: skip
     return RunDiff(
-        a=original.id, b=new.id, differences=compare_records(original.raw, new.raw),
+        a=original.id, b=new.id, differences=differences,
         metrics=metrics, metrics_only_in_a=[], metrics_only_in_b=only_b,
-        rtol=float(rtol), atol=float(atol),
+        rtol=float(rtol), atol=float(atol), explanation=explanation,
+        system_metrics=sorted(set(system_a) | set(system_b)),
     )  # fmt: skip
 
 
@@ -242,6 +254,7 @@ def rank_causes(d: RunDiff, out: Reproduction, original: RunRecord, new: RunReco
     weak = [x for x in d.differences if x.weight < W_SEED]
     causes = [_from_difference(x, step) for x in strong[:_MAX_CAUSES]]
     causes += _entropy_causes(original, new, bool(d.differences), step)
+    causes += _fingerprint_causes(d)
     causes += [_from_difference(x, step) for x in weak[: max(0, _MAX_CAUSES - len(causes))]]
     for note in out.notes:
         if note.startswith(_INEXACT):
@@ -257,6 +270,34 @@ def rank_causes(d: RunDiff, out: Reproduction, original: RunRecord, new: RunReco
             )
         )
     return causes
+
+
+# What each step-fingerprint barrier is, in the categories causes use.
+_BARRIER_CATEGORY = {
+    "data order": "data",
+    "data content": "data",
+    "data order or content": "data",
+    "randomness": "seeds",
+    "numerics": "numerics",
+    "code or logging": "code",
+}
+
+
+def _fingerprint_causes(d: RunDiff) -> list[Cause]:
+    """The step fingerprints' verdict (``RunDiff.explanation``): evidence, not a guess from
+    the record, so it ranks above the weak recorded differences."""
+    e = d.explanation
+    if e is None or not e.differs or e.barrier.value not in _BARRIER_CATEGORY:
+        return []
+    return [
+        Cause(
+            _BARRIER_CATEGORY[e.barrier.value],
+            str(e),
+            key=f"steps.{e.evidence['field']}" if e.evidence.get("field") else None,
+            source="step fingerprints",
+            step=e.step,
+        )
+    ]
 
 
 def _from_difference(x: Difference, step: int | None) -> Cause:
