@@ -169,7 +169,10 @@ def test_diff_json_is_all_of_stdout_and_exit_1_says_they_differ(project: Path) -
         (["ls", "--where", "lr >"], "bad --where predicate"),
         (["ls", "--sort", "nope"], "cannot sort by 'nope'"),
         (["ls", "--limit", "-1"], "-1 is not in the range"),
-        (["export", "slow"], "choose one of --requirements, --patch or --json"),
+        (
+            ["export", "slow"],
+            "choose one of --requirements, --patch, --json, --pylock or --docker",
+        ),
         (["nope"], "No such command 'nope'"),
     ],
     ids=lambda a: " ".join(a) if isinstance(a, list) else "",

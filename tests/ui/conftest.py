@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -248,3 +249,86 @@ def ui_server(ui_store: Path) -> Iterator[str]:
 def ui_ids(ui_store: Path) -> dict[str, str]:
     """`UI_RUNS` (role -> run id) of `ui_store`."""
     return dict(UI_RUNS)
+
+
+# ---------------------------------------------------------------------------- the browser
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+WAIT_MS = 20_000  # generous bound for anything the page must show
+
+
+# One browser per test process, shared by every browser test module: a second
+# sync_playwright() in the same process fails ("Sync API inside the asyncio loop").
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watch:
+    """Everything a page did that a test must not allow."""
+
+    def __init__(self, page: Any) -> None:
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        self.outside: list[str] = []
+        self.allowed_status: set[int] = set()
+        page.on("console", self._console)
+        page.on("pageerror", lambda err: self.page_errors.append(str(err)))
+        page.on("dialog", self._dialog)
+        page.on("request", self._request)
+
+    def _console(self, msg: Any) -> None:
+        if msg.type != "error":
+            return
+        text = msg.text
+        # Chromium logs every non-2xx fetch; a test that expects one (a bad filter) allows it.
+        if any(f"status of {s} " in text for s in self.allowed_status):
+            return
+        self.console_errors.append(text)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _request(self, request: Any) -> None:
+        url = request.url
+        self.requests.append(url)
+        parts = urlsplit(url)
+        if parts.scheme in ("data", "blob", "about"):
+            return
+        if parts.hostname not in LOOPBACK:
+            self.outside.append(url)
+
+    def assert_clean(self) -> None:
+        assert self.outside == [], f"requests left loopback: {self.outside}"
+        assert self.page_errors == [], f"page errors: {self.page_errors}"
+        assert self.console_errors == [], f"console errors: {self.console_errors}"
+        assert self.dialogs == [], f"dialogs fired: {self.dialogs}"
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.watch = Watch(page)
+    yield page
+    context.close()
+    page.watch.assert_clean()

@@ -12,8 +12,6 @@ import torch
 import reprolog
 from tests.ui.conftest import _serve
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 def _run(store: Path, order_seed: int) -> str:
     """A tiny real training whose DataLoader shuffle is seeded with `order_seed`."""
@@ -65,24 +63,14 @@ def base_url(pair: tuple[Path, str, str]) -> Iterator[str]:
     yield from _serve(make_app(pair[0]))
 
 
-def test_the_compare_page_shows_why_they_part(pair: tuple[Path, str, str], base_url: str) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+@pytest.mark.xdist_group("browser")
+def test_the_compare_page_shows_why_they_part(
+    pair: tuple[Path, str, str], base_url: str, page: Any
+) -> None:
     _, a, b = pair
-    errors: list[Any] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{base_url}/compare?runs={a},{b}")
-            box = page.locator("#step-explanation")
-            box.wait_for(timeout=20_000)
-            text = box.inner_text()
-            assert "Why they part:" in text and "data order from step 0" in text
-            assert page.locator("#step-evidence tr").count() >= 3
-        finally:
-            browser.close()
-    assert errors == []
+    page.goto(f"{base_url}/compare?runs={a},{b}")
+    box = page.locator("#step-explanation")
+    box.wait_for()
+    text = box.inner_text()
+    assert "Why they part:" in text and "data order from step 0" in text
+    assert page.locator("#step-evidence tr").count() >= 3

@@ -13,7 +13,7 @@ from reprolog.ui import make_app
 from tests.ui.conftest import XSS_NAME, _serve
 
 pytest.importorskip("playwright.sync_api")
-from tests.ui.test_browser import browser, page, shot  # noqa: F401  (fixtures)
+from tests.ui.test_browser import shot
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -31,7 +31,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
 
 def test_the_run_page_shows_the_console_as_text(
     console_server: tuple[str, str],
-    page: Any,  # noqa: F811
+    page: Any,
 ) -> None:
     base, run_id = console_server
     page.goto(f"{base}/runs/{run_id}")
