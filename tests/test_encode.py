@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +185,50 @@ def test_summarize_last_min_max_count_per_key() -> None:
     assert math.isnan(from_json_number(summary["acc"]["last"]))  # type: ignore[arg-type]
     assert from_json_number(None) is None
     assert from_json_number(inf) == inf
+
+
+def test_arrow_arrays_built_without_pa_array_equal_pyarrows_own() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from reprolog._arrow import from_numpy, strings, to_numpy
+
+    ints = np.array([3, -1, 7, -1], dtype=np.int32)
+    mask = ints < 0
+    assert from_numpy(ints, pa.int32(), mask=mask).equals(pa.array(ints, pa.int32(), mask=mask))
+    assert from_numpy(ints, pa.int32()).equals(pa.array(ints, pa.int32()))
+    floats = np.array([0.5, np.nan, -np.inf], dtype=np.float64)
+    got, want = from_numpy(floats, pa.float64()), pa.array(floats, pa.float64())
+    # NaN is a value, not a null, in both (and NaN != NaN, so compare the bytes).
+    assert (got.null_count, got.type) == (want.null_count, want.type) == (0, pa.float64())
+    assert got.buffers()[1].to_pybytes() == want.buffers()[1].to_pybytes()
+    ms = np.array([0, 1_700_000_000_000], dtype=np.int64)
+    stamp = pa.timestamp("ms", tz="UTC")
+    assert from_numpy(ms, stamp).equals(pa.array(ms, pa.int64()).cast(stamp))
+    assert len(from_numpy(np.zeros(0, np.int64), pa.int64())) == 0
+    for words in (["loss", "vał/ü", ""], []):
+        assert strings(words).equals(pa.array(words, pa.string()))
+    sliced = pa.array([1, 2, 3, 4], pa.int64()).slice(1, 2)
+    assert to_numpy(sliced).tolist() == [2, 3]
+    assert to_numpy(pa.chunked_array([[1.0], [2.0]])).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="32-bit"):
+        from_numpy(np.zeros(2, np.int64), pa.int32())
+    with pytest.raises(ValueError, match="nulls"):
+        to_numpy(pa.array([1, None]))
+
+
+def test_finishing_a_run_does_not_import_pandas(tmp_path: Path) -> None:
+    # pandas costs ~0.3 s to import: a script that never uses it must not pay for it at the end.
+    script = (
+        "import sys, reprolog\n"
+        f"run = reprolog.init(dir={str(tmp_path)!r})\n"
+        "for s in range(5): run.log({'loss': 1.0 / (s + 1), 'acc': 0.5}, step=s, epoch=s // 2)\n"
+        "run.finish()\n"
+        "assert reprolog.Store(%r).run(run.id).status == 'completed'\n"
+        % str(tmp_path)
+        + "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reprolog._arrow import from_numpy, strings, to_numpy
 from reprolog._errors import CorruptFileError
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def combine_ranks(tables: list[pa.Table]) -> pa.Table:
         key.indices.to_numpy(zero_copy_only=False)
     ]
     order = np.lexsort((table.column("rank").to_numpy(), table.column("step").to_numpy(), key_rank))
-    return table.take(pa.array(order))
+    return table.take(from_numpy(order.astype(np.int64, copy=False), pa.int64()))
 
 
 def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Table:
@@ -82,20 +83,24 @@ def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Ta
     order_of_names = np.argsort(position)  # key ids in name order
     key_rank = position[log.key_id.astype(np.int64)] if n else np.zeros(0, np.int32)
     order = np.lexsort((log.step, key_rank))
-    sorted_names = pa.array([names[i] for i in order_of_names], type=pa.string())
+    sorted_names = strings([names[i] for i in order_of_names])
     epoch = log.epoch[order]
-    epoch_mask = epoch < 0
-    extra = [] if rank is None else [pa.array(np.full(n, rank, dtype=np.int32))]
+    extra = [] if rank is None else [from_numpy(np.full(n, rank, dtype=np.int32), pa.int32())]
     table = pa.Table.from_arrays(
         [
             pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(n, dtype=np.int32)), pa.array([run_id], type=pa.string())
+                from_numpy(np.zeros(n, dtype=np.int32), pa.int32()), strings([run_id])
             ),
-            pa.DictionaryArray.from_arrays(pa.array(key_rank[order]), sorted_names),
-            pa.array(log.step[order], type=pa.int64()),
-            pa.array(epoch, type=pa.int32(), mask=epoch_mask),
-            pa.array(log.value[order], type=pa.float64()),
-            pa.array(log.time_ms[order], type=pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.DictionaryArray.from_arrays(
+                from_numpy(key_rank[order].astype(np.int32, copy=False), pa.int32()),
+                sorted_names,
+            ),
+            from_numpy(log.step[order].astype(np.int64, copy=False), pa.int64()),
+            from_numpy(epoch.astype(np.int32, copy=False), pa.int32(), mask=epoch < 0),
+            from_numpy(log.value[order].astype(np.float64, copy=False), pa.float64()),
+            from_numpy(
+                log.time_ms[order].astype(np.int64, copy=False), pa.timestamp("ms", tz="UTC")
+            ),
             *extra,
         ],
         schema=metrics_schema(with_rank=rank is not None),
@@ -160,10 +165,10 @@ def summarize(table: pa.Table) -> dict[str, dict[str, Any]]:
     if table.num_rows == 0:
         return {}
     key_col = table.column("key").combine_chunks()
-    indices = key_col.indices.to_numpy(zero_copy_only=False)
+    indices = to_numpy(key_col.indices)
     names = key_col.dictionary.to_pylist()
-    values = table.column("value").to_numpy()
-    steps = table.column("step").to_numpy()
+    values = to_numpy(table.column("value"))
+    steps = to_numpy(table.column("step"))
     # Rows are sorted by (key, step): each key is one contiguous run of rows.
     boundaries = np.flatnonzero(np.diff(indices)) + 1
     starts = np.concatenate(([0], boundaries))
