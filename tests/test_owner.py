@@ -151,3 +151,11 @@ def test_max_steps_reads_the_reproduce_step_limit(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("REPROLOG_MAX_STEPS", bad)
         with pytest.raises(reprolog.ArgumentError, match="REPROLOG_MAX_STEPS"):
             _ = owner.max_steps
+
+
+def test_check_step_fingerprints_is_the_integrations_one_validator() -> None:
+    for good in (None, True, False, 1, 50):
+        assert RunOwner.check_step_fingerprints(good) is good
+    for bad in (0, -2, 1.5, "on"):
+        with pytest.raises(reprolog.ArgumentError, match=r"step_fingerprints must be .*; got"):
+            RunOwner.check_step_fingerprints(bad)

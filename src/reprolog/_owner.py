@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reprolog import _lifecycle, _steplimit
+from reprolog import _lifecycle, _steplimit, _steptrace
 from reprolog._errors import ArgumentError
 from reprolog._run import Run, init
 
@@ -123,6 +123,18 @@ class RunOwner:
             ArgumentError: the limit in the environment is not a positive integer.
         """
         return _steplimit.max_steps()
+
+    @staticmethod
+    def check_step_fingerprints(value: Any) -> bool | int | None:
+        """Validate an integration's ``step_fingerprints`` argument; return it as given.
+
+        None: ``$REPROLOG_STEP_FINGERPRINTS`` decides (else on); True/False: on/off; an int
+        K >= 1: on, weights every K steps (``Run.step_fingerprints``'s ``every``).
+
+        Raises:
+            ArgumentError: any other value.
+        """
+        return _steptrace.check_every(value, name="step_fingerprints")
 
     def open(self) -> Run | None:
         """Pick the run to record into, by the policy above, and return it.

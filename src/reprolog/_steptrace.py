@@ -51,11 +51,24 @@ def resolve_every(every: bool | int | None, environ: Any = None) -> int | None:
         return DEFAULT_EVERY
     if every is False:
         return None
-    if isinstance(every, int) and every >= 1:
+    return check_every(every, name="step fingerprints: every")
+
+
+def check_every(every: Any, *, name: str) -> bool | int | None:
+    """Return `every` as given when it is a valid step-fingerprint setting (see `resolve_every`).
+
+    Args:
+        every: the setting: None, True, False or an int >= 1.
+        name: what the user called it, for the error message (an integration's argument).
+
+    Raises:
+        ArgumentError: any other value.
+    """
+    if every is None or isinstance(every, bool) or (isinstance(every, int) and every >= 1):
         return every
     raise ArgumentError(
-        "step fingerprints: every must be None, True, False or the number of steps between "
-        f"weight fingerprints (an int >= 1), got {every!r}"
+        f"{name} must be None (${ENV}, else on), True, False or the number of steps between "
+        f"weight fingerprints (an int >= 1); got {every!r}"
     )
 
 

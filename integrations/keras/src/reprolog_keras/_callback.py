@@ -63,7 +63,7 @@ class ReprologCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
-        self._fp_every = _steps.check_setting(step_fingerprints)
+        self._fp_every = reprolog.RunOwner.check_step_fingerprints(step_fingerprints)
         if (
             isinstance(log_every_n_batches, bool)
             or not isinstance(log_every_n_batches, int)

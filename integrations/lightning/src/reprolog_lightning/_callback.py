@@ -75,7 +75,7 @@ class ReprologCallback(CheckpointCapture):
             )
         if not isinstance(all_ranks, bool):
             raise reprolog.ArgumentError(f"all_ranks must be True or False; got {all_ranks!r}")
-        self._fp_every = _steps.check_setting(step_fingerprints)
+        self._fp_every = reprolog.RunOwner.check_step_fingerprints(step_fingerprints)
         super().__init__(run, init_kwargs)
         self.every_n_steps = every_n_steps
         self.all_ranks = all_ranks

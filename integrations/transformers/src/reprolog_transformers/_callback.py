@@ -59,7 +59,7 @@ class ReprologCallback(TrainerCallback):
         step_fingerprints: bool | int | None = None,
         **init_kwargs: Any,
     ) -> None:
-        self._fp_every = _steps.check_setting(step_fingerprints)
+        self._fp_every = reprolog.RunOwner.check_step_fingerprints(step_fingerprints)
         if run is not None and init_kwargs:
             raise reprolog.ArgumentError(
                 f"ReprologCallback got run={run!r} and init arguments {sorted(init_kwargs)}; "

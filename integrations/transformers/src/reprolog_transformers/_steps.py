@@ -4,22 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import reprolog
-
-
-def check_setting(value: Any) -> bool | int | None:
-    """Validate the callback's ``step_fingerprints`` argument (the core's ``every``).
-
-    Raises:
-        ArgumentError: not None, a bool or an int >= 1.
-    """
-    if value is None or isinstance(value, bool) or (isinstance(value, int) and value >= 1):
-        return value
-    raise reprolog.ArgumentError(
-        "step_fingerprints must be None ($REPROLOG_STEP_FINGERPRINTS, else on), True, False or "
-        f"the number of steps between weight fingerprints (an int >= 1); got {value!r}"
-    )
-
 
 class StepTrace:
     """Feeds the core's recorder: RNG at ``on_step_begin``, each micro-batch's model inputs
