@@ -115,14 +115,9 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     (sorted, so nearly free); values byte-stream-split, which lets zstd squeeze the
     all-zero low mantissa bytes of float32-precision curves.
     """
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(
+    write_parquet_atomic(
         table,
-        tmp,
-        compression="zstd",
-        compression_level=3,
+        path,
         use_dictionary=["run_id", "key", "epoch"],
         column_encoding={
             "step": "DELTA_BINARY_PACKED",
@@ -131,6 +126,22 @@ def write_parquet(table: pa.Table, path: Path) -> None:
         },
         write_statistics=["key", "step"],
     )
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
+    """Write `table` to `path` zstd-compressed, atomically: temp file, fsync, rename.
+
+    A reader sees the old file or the whole new one, never half of it.
+
+    Args:
+        table: what to write.
+        path: the destination.
+        **options: more ``pyarrow.parquet.write_table`` options (encodings, statistics).
+    """
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd", compression_level=3, **options)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)

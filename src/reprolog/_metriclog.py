@@ -49,13 +49,7 @@ class ChunkWriter:
         self.number = number
         self.capacity = capacity
         size = HEADER_SIZE + capacity * RECORD_SIZE
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            os.ftruncate(self.fd, size)
-            self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(self.fd)
-            raise
+        self.fd, self.mm = map_new_file(path, size)
         self.t0_ns = time.time_ns()
         self.mono0 = time.monotonic_ns()
         HEADER.pack_into(
@@ -70,11 +64,31 @@ class ChunkWriter:
         self.mm.flush()
 
     def close(self) -> None:
-        if self.mm.closed:
-            return
-        self.mm.flush()
-        self.mm.close()
-        os.close(self.fd)
+        unmap(self.fd, self.mm)
+
+
+def map_new_file(path: Path, size: int) -> tuple[int, mmap.mmap]:
+    """Create `path` (it must not exist) as a sparse file of `size` bytes, mapped shared.
+
+    Returns:
+        (the open file descriptor, the read-write mapping); `unmap` releases both.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        return fd, mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def unmap(fd: int, mm: mmap.mmap) -> None:
+    """msync, unmap and close a `map_new_file` pair; a second call does nothing."""
+    if mm.closed:
+        return
+    mm.flush()
+    mm.close()
+    os.close(fd)
 
 
 class KeyFile:

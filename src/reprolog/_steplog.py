@@ -15,12 +15,13 @@ step): aligned 8-byte stores that a reader sees either before or after.
 
 from __future__ import annotations
 
-import mmap
-import os
 import struct
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from reprolog._encode import write_parquet_atomic
+from reprolog._metriclog import map_new_file, unmap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,13 +67,7 @@ class StepChunk:
         self.number = number
         self.capacity = capacity
         size = HEADER_SIZE + capacity * RECORD_SIZE
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            os.ftruncate(self.fd, size)
-            self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(self.fd)
-            raise
+        self.fd, self.mm = map_new_file(path, size)
         HEADER.pack_into(self.mm, 0, MAGIC, RECORD_SIZE, capacity, number, 0, time.time_ns(), 0)
         self.pos = HEADER_SIZE
         self.end = size
@@ -82,11 +77,7 @@ class StepChunk:
         self.mm.flush()
 
     def close(self) -> None:
-        if self.mm.closed:
-            return
-        self.mm.flush()
-        self.mm.close()
-        os.close(self.fd)
+        unmap(self.fd, self.mm)
 
 
 def chunk_path(log_dir: Path, number: int) -> Path:
@@ -206,20 +197,12 @@ def live_table(
 
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Write atomically (temp file + fsync + rename); steps delta-encoded, zstd."""
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(
+    write_parquet_atomic(
         table,
-        tmp,
-        compression="zstd",
-        compression_level=3,
+        path,
         use_dictionary=["rank", "epoch", "rng_cuda", "rng_numpy", "rng_python"],
         column_encoding={"step": "DELTA_BINARY_PACKED"},
     )
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def compact(log_dir: Path, rank_dirs: list[tuple[int, Path]], run_dir: Path) -> list[str]:
