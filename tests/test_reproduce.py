@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from click.testing import CliRunner
 import reprolog
 from reprolog._cli import main
 from reprolog._reproduce import ReproduceError, reproduce
+from tests._git import git, isolate_git
 
 # A tiny training: loss curve from numpy (and Python random) draws, plus one data file per step.
 SCRIPT = """\
@@ -45,20 +45,7 @@ run.finish()
 
 @pytest.fixture(autouse=True)
 def _git_and_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reproducible git (no user config, fixed identity) and work trees under tmp_path."""
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    isolate_git(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import reprolog
 from reprolog._reproduce import reproduce
+from tests._git import isolate_git
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(ROOT.glob("examples/*/*.py"))
@@ -22,16 +22,10 @@ ENV = {"KERAS_BACKEND": "torch", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignor
 
 @pytest.fixture(autouse=True)
 def _git_and_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
+    isolate_git(tmp_path, monkeypatch)
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def committed(tmp_path: Path, files: dict[str, str]) -> Path:

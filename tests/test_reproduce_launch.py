@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 import reprolog
 from reprolog._cli import main
 from reprolog._reproduce import ReproduceError, reproduce
+from tests._git import git, isolate_git
 
 TRAIN_MODULE = """\
 import sys
@@ -56,20 +56,8 @@ packages = ["src/mypkg"]
 
 @pytest.fixture(autouse=True)
 def _git_and_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for role in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
-        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    isolate_git(tmp_path, monkeypatch)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture
