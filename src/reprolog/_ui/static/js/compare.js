@@ -121,19 +121,21 @@ function stepExplanation(ex) {
     .map(([k, v]) => el("tr", null, el("td", { class: "key" }, k), el("td", { class: "val" }, typeof v === "object" ? JSON.stringify(v) : String(v))));
   return el(
     "div",
-    { class: `cause${ex.barrier === "none" ? " same" : ""}`, id: "step-explanation" },
+    // "unknown": the runs hold no fingerprints to judge by; a note, not a second verdict box.
+    { class: ex.barrier === "unknown" ? "muted" : `cause${ex.barrier === "none" ? " same" : ""}`, id: "step-explanation" },
     el("strong", null, "Why they part:"),
     el("span", { class: "pill" }, ex.barrier),
     el("span", null, ex.summary),
     ...(ex.notes || []).map((n) => el("div", { class: "muted" }, n)),
-    rows.length ? el("table", { class: "data", id: "step-evidence" }, el("tbody", null, ...rows)) : null,
+    rows.length && ex.barrier !== "unknown" ? el("table", { class: "data", id: "step-evidence" }, el("tbody", null, ...rows)) : null,
   );
 }
 
 function diffSection(diff) {
   const parts = [];
   const explained = stepExplanation(diff.explanation);
-  if (explained) parts.push(explained);
+  const unknown = diff.explanation && diff.explanation.barrier === "unknown";
+  if (explained && !unknown) parts.push(explained);
   const cause = diff.most_likely_cause;
   if (cause) {
     parts.push(el("div", { class: "cause", id: "most-likely-cause" }, el("strong", null, "Most likely cause:"), cause));
@@ -147,6 +149,7 @@ function diffSection(diff) {
       ),
     );
   }
+  if (explained && unknown) parts.push(explained);
   const verdicts = diff.verdicts || [];
   if (verdicts.length) {
     parts.push(
