@@ -118,7 +118,7 @@ def bench_fingerprint(mb: int, repeats: int) -> None:
     import pandas as pd
 
     sys.path.insert(0, str(SRC))
-    from reprolog._fingerprint import fingerprint
+    from reprolog._fingerprint._content import fingerprint
 
     nbytes = mb << 20
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import import_time, median_of, row
 
 import reprolog
-from reprolog._ids import new_run_id
+from reprolog._storage._ids import new_run_id
 
 
 def curve(n: int, seed: int = 0) -> list[float]:

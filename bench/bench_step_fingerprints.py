@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 import reprolog
-from reprolog import _stephash
-from reprolog._steptrace import DEFAULT_EVERY
+from reprolog._fingerprint import _stephash
+from reprolog._fingerprint._steptrace import DEFAULT_EVERY
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import row

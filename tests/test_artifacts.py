@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reprolog import ArgumentError, Run, Store
-from reprolog._artifacts import _copy_and_hash, describe_artifact, sha256_file
+from reprolog._storage._artifacts import _copy_and_hash, describe_artifact, sha256_file
 
 MakeRun = Callable[..., Run]
 

@@ -12,8 +12,8 @@ import pytest
 
 from reprolog._capture import code as code_module
 from reprolog._capture.code import capture_code
+from reprolog._capture.redact import REDACTED
 from reprolog._capture.report import CaptureReport
-from reprolog._redact import REDACTED
 
 GHP = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
 

@@ -17,8 +17,8 @@ from reprolog._capture import capture_all, compute_risks, requirements_txt
 from reprolog._capture.command import capture_command
 from reprolog._capture.determinism import capture_determinism
 from reprolog._capture.environment import capture_env_vars, capture_environment, packages
+from reprolog._capture.redact import REDACTED
 from reprolog._capture.report import CaptureReport
-from reprolog._redact import REDACTED
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 HF = "hf_" + "Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc3V"

@@ -127,7 +127,7 @@ def test_a_run_being_started_is_not_reported_as_corrupt(
     import threading
 
     import reprolog
-    from reprolog._run import Run
+    from reprolog._run._run import Run
 
     entered, release = threading.Event(), threading.Event()
 

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from reprolog import Store
-from reprolog._metriclog import HEADER_SIZE, RECORD_SIZE
-from reprolog._record import read_json, write_json_atomic
+from reprolog._storage._metriclog import HEADER_SIZE, RECORD_SIZE
+from reprolog._store._record import read_json, write_json_atomic
 
 # The child logs as fast as it can. After each log() call returns it publishes how many
 # loop iterations have fully returned, alternating between two 8-byte slots of a shared
@@ -215,7 +215,7 @@ def test_ended_run_whose_compaction_failed_is_compacted_by_the_next_reader(
     tmp_path: Path, store_dir: Path, run_script: Callable[..., Any]
 ) -> None:
     code = """
-    import os, reprolog, reprolog._run as r
+    import os, reprolog, reprolog._run._run as r
     def broken(*args, **kwargs):
         raise OSError("disk full")
     r.compact = broken

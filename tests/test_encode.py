@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from reprolog import CorruptFileError
-from reprolog._encode import (
+from reprolog._storage._encode import (
     METRICS_FORMAT_VERSION,
     from_json_number,
     metrics_schema,
@@ -22,7 +22,7 @@ from reprolog._encode import (
     to_table,
     write_parquet,
 )
-from reprolog._metriclog import LogContents
+from reprolog._storage._metriclog import LogContents
 
 RUN = "01jtestrun00000000000000000"
 
@@ -191,7 +191,7 @@ def test_arrow_arrays_built_without_pa_array_equal_pyarrows_own() -> None:
     import numpy as np
     import pyarrow as pa
 
-    from reprolog._arrow import from_numpy, strings, to_numpy
+    from reprolog._storage._arrow import from_numpy, strings, to_numpy
 
     ints = np.array([3, -1, 7, -1], dtype=np.int32)
     mask = ints < 0

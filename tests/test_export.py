@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import reprolog
 from reprolog._cli import main
-from reprolog._export import new_file_diff
+from reprolog._store._export import new_file_diff
 
 
 def _git(repo: Path, *args: str) -> str:

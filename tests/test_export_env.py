@@ -109,7 +109,7 @@ def test_pylock_is_pep751_and_installs(recorded: tuple[Path, str], tmp_path: Pat
     small = {**doc, "packages": [by_name[n] for n in ("idna", "six") if n in by_name]}
     if not small["packages"]:
         pytest.skip("neither idna nor six is in this environment")
-    from reprolog._export_env import _toml
+    from reprolog._reproduce._export_env import _toml
 
     lock = tmp_path / "pylock.toml"
     lock.write_text(_toml(small))

@@ -16,10 +16,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from reprolog import _fingerprint
-from reprolog._capture import canonical, filecache
 from reprolog._errors import ArgumentError
-from reprolog._fingerprint import describe_data, fingerprint
+from reprolog._fingerprint import _canonical as canonical
+from reprolog._fingerprint import _content as _fingerprint
+from reprolog._fingerprint._content import describe_data, fingerprint
+from reprolog._storage import _filecache as filecache
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -187,7 +188,7 @@ def test_golden_values_stay_stable_across_versions() -> None:
 def test_stable_across_processes() -> None:
     code = (
         "import numpy as np, pandas as pd\n"
-        "from reprolog._fingerprint import fingerprint\n"
+        "from reprolog._fingerprint._content import fingerprint\n"
         "print(fingerprint(pd.DataFrame({'a': np.arange(5), 's': list('abcde')})))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONHASHSEED": "random"}

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import reprolog
 from reprolog._cli import main
 from reprolog._errors import ArgumentError
-from reprolog._gc import collect
+from reprolog._store._gc import collect
 
 
 def _age(path: Path, days: float) -> None:

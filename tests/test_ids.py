@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from reprolog._ids import _ALPHABET, is_run_id, new_run_id
+from reprolog._storage._ids import _ALPHABET, is_run_id, new_run_id
 
 
 def _millis(run_id: str) -> int:

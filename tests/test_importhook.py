@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from reprolog._importhook import when_imported
+from reprolog._capture.importhook import when_imported
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprolog._metriclog import (
+from reprolog._storage._metriclog import (
     HEADER_SIZE,
     RECORD,
     RECORD_SIZE,

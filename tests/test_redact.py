@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reprolog._redact import (
+from reprolog._capture.redact import (
     REDACTED,
     is_secret_name,
     redact_argv,

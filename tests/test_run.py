@@ -24,8 +24,8 @@ from reprolog import (
     RunStateError,
     StepError,
     Store,
-    _metriclog,
 )
+from reprolog._storage import _metriclog
 
 MakeRun = Callable[..., Run]
 

@@ -16,7 +16,7 @@ import torch
 
 import reprolog
 from reprolog._errors import ArgumentError
-from reprolog._seed import seed_everything, take_pending_seeding
+from reprolog._run._seed import seed_everything, take_pending_seeding
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 import reprolog
-from reprolog import _stephash, _steplog
-from reprolog._steptrace import DEFAULT_EVERY, resolve_every
+from reprolog._fingerprint import _stephash
+from reprolog._fingerprint._steptrace import DEFAULT_EVERY, resolve_every
+from reprolog._storage import _steplog
 
 # ---------------------------------------------------------------- batch hashes
 

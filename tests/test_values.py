@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from reprolog import ArgumentError, MetricKeyError, MetricValueError, ReprologError, StepError
-from reprolog._values import (
+from reprolog._storage._values import (
     check_epoch,
     check_key,
     check_metrics,

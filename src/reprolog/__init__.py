@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reprolog._capture.importhook import when_imported
 from reprolog._diff import diff
 from reprolog._errors import (
     AmbiguousRunError,
@@ -18,17 +19,16 @@ from reprolog._errors import (
     StepError,
     StoreError,
 )
-from reprolog._fingerprint import fingerprint
-from reprolog._importhook import when_imported
-from reprolog._lifecycle import active_run
-from reprolog._owner import RunOwner
-from reprolog._plugins import autolog, autolog_enabled
-from reprolog._rank import RankWriter, attach
-from reprolog._record import RunRecord
+from reprolog._fingerprint._content import fingerprint
 from reprolog._reproduce import Reproduction, reproduce
-from reprolog._run import Run, init
-from reprolog._seed import seed_everything
-from reprolog._store import Store
+from reprolog._run._lifecycle import active_run
+from reprolog._run._owner import RunOwner
+from reprolog._run._plugins import autolog, autolog_enabled
+from reprolog._run._rank import RankWriter, attach
+from reprolog._run._run import Run, init
+from reprolog._run._seed import seed_everything
+from reprolog._store._record import RunRecord
+from reprolog._store._store import Store
 
 __version__ = "0.1.0"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 try:
-    from reprolog._plugins import install_import_hook
+    from reprolog._run._plugins import install_import_hook
 
     install_import_hook()
 except Exception as exc:  # a broken hook must never stop the user's interpreter

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import reprolog
-from reprolog._layout import RunLayout
+from reprolog._storage._layout import RunLayout
 from reprolog._ui._cache import SeriesCache
 from reprolog._ui._data import Provider
 from reprolog._ui._series import series

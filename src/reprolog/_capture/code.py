@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from reprolog._capture.redact import redact_text, redact_url
 from reprolog._capture.report import CaptureReport
-from reprolog._redact import redact_text, redact_url
 
 __all__ = ["DIFF_CAP", "capture_code"]
 

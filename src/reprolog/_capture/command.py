@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reprolog._capture.redact import redact_argv
 from reprolog._capture.report import CaptureReport
-from reprolog._hashing import sha256_fileobj
-from reprolog._redact import redact_argv
+from reprolog._storage._hashing import sha256_fileobj
 
 __all__ = ["ENV_LAUNCH", "capture_command", "detect_launcher", "entry_point", "launcher_kind"]
 

@@ -252,7 +252,7 @@ class ConsoleRecorder:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         if not batch:
             return
-        from reprolog._redact import redact_text
+        from reprolog._capture.redact import redact_text
 
         raw = b"\n".join(line for _, _, lines in batch for line in lines)
         text = strip_ansi(raw.decode("utf-8", "replace"))
@@ -315,7 +315,7 @@ class ConsoleRecorder:
 
 def _secret_values(env: Mapping[str, str]) -> list[str]:
     """Values of secret-named environment variables long enough to be worth masking."""
-    from reprolog._redact import is_secret_name
+    from reprolog._capture.redact import is_secret_name
 
     values = {v for k, v in env.items() if len(v) >= 8 and is_secret_name(k)}
     return sorted(values, key=len, reverse=True)

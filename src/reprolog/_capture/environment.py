@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from reprolog._capture.installs import index_urls, install_facts
+from reprolog._capture.redact import redact_value
 from reprolog._capture.report import CaptureReport
-from reprolog._redact import redact_value
 
 __all__ = [
     "ENV_NAMES",

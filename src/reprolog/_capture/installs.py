@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reprolog._capture.redact import redact_url
 from reprolog._capture.report import CaptureReport
-from reprolog._redact import redact_url
 
 __all__ = ["index_urls", "install_facts", "source_of"]
 

@@ -20,7 +20,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reprolog._run import Run
+    from reprolog._run._run import Run
 
 __all__ = ["ENV_NOTEBOOK", "NotebookWatch", "finish_previous", "kernel_shell", "notebook_path"]
 
@@ -150,7 +150,7 @@ class NotebookWatch:
             self._run.record_capture_error("notebook", exc)
 
     def _update(self) -> None:
-        from reprolog._redact import redact_text
+        from reprolog._capture.redact import redact_text
 
         cells = executed_cells(self._shell)
         masked = [redact_text(cell)[0] for cell in cells]

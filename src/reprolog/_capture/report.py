@@ -40,7 +40,7 @@ class CaptureReport:
         """Record a failure; the message never includes a traceback's local values."""
         message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         # An exception message may quote a secret (a URL, an argv); mask it like everything else.
-        from reprolog._redact import redact_text
+        from reprolog._capture.redact import redact_text
 
         self.errors.append({"what": what, "error": redact_text(message)[0]})
 

@@ -133,7 +133,7 @@ def capture_seeds(run_dir: Path, report: CaptureReport) -> dict[str, Any]:
         except Exception as exc:
             report.error("seeds.torch", exc)
     try:
-        from reprolog._entropy import section_facts
+        from reprolog._capture.entropy import section_facts
 
         section.update(section_facts())
     except Exception as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reprolog._cli._common import fmt_duration, fmt_value
 from reprolog._errors import ArgumentError
-from reprolog._values import SYSTEM_KEY_PREFIX
+from reprolog._storage._values import SYSTEM_KEY_PREFIX
 
 if TYPE_CHECKING:
     import pandas as pd

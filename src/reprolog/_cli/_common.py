@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -50,7 +50,7 @@ def fail(error: ReprologError | str) -> NoReturn:
 
 def store_from(ctx: click.Context) -> Store:
     """Open the store named by ``--dir`` (else ``$REPROLOG_DIR``, else the nearest .reprolog)."""
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
     obj = ctx.find_root().obj or {}
     if "store" not in obj:
@@ -65,7 +65,7 @@ def store_from(ctx: click.Context) -> Store:
 
 def _no_store_message(option: str | None, exc: StoreError) -> str:
     """Say where the command looked for a store, in its own terms (--dir, $REPROLOG_DIR)."""
-    from reprolog._layout import ENV_DIR, STORE_DIRNAME
+    from reprolog._storage._layout import ENV_DIR, STORE_DIRNAME
 
     path = exc.path or option
     if path is not None and Path(path, "runs").is_dir():

@@ -41,7 +41,7 @@ def export_cmd(ctx: click.Context, run: str, fmt: str | None, output: str | None
       reprolog export 01jb2 --pylock -o pylock.toml && uv pip sync pylock.toml
       reprolog export 01jb2 --dockerfile -o Dockerfile && docker build .
     """
-    from reprolog._export import export
+    from reprolog._store._export import export
 
     if fmt is None:
         raise click.UsageError(
@@ -73,7 +73,7 @@ def gc(ctx: click.Context, older_than: float | None, dry_run: bool) -> None:
       reprolog gc --dry-run
       reprolog gc --older-than 30
     """
-    from reprolog._gc import collect
+    from reprolog._store._gc import collect
 
     report = collect(store_from(ctx), older_than_days=older_than, dry_run=dry_run)
     out = console()

@@ -80,7 +80,7 @@ def run_command(
       reprolog run --system-metrics 2 -- python -m mypkg.train
     """
     from reprolog._capture.console import parse_size
-    from reprolog._launch import LaunchOptions, launch
+    from reprolog._run._launch import LaunchOptions, launch
 
     limit = None
     if console_limit is not None:

@@ -18,8 +18,8 @@ from reprolog._diff._model import (
 from reprolog._errors import ArgumentError
 
 if TYPE_CHECKING:
-    from reprolog._record import RunRecord
-    from reprolog._store import Store
+    from reprolog._store._record import RunRecord
+    from reprolog._store._store import Store
 
 __all__ = [
     "Barrier",
@@ -124,7 +124,7 @@ def diff(
 
 def _steps(record: Any) -> Any:
     """A run's step fingerprints as a pyarrow Table, or None (read-only, like the metrics)."""
-    from reprolog._steplog import read_steps
+    from reprolog._storage._steplog import read_steps
 
     return read_steps(Path(record.dir))
 
@@ -140,7 +140,7 @@ def __getattr__(name: str) -> Any:
 
 def _points(record: Any) -> Any:
     """A run's points as a pyarrow Table (no pandas round trip: it costs more than the diff)."""
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
     # The record's own store, when it has one: a read-only store (the UI's) stays read-only.
     store = getattr(record, "_store", None) or Store(Path(record.dir).parent.parent)
@@ -148,7 +148,7 @@ def _points(record: Any) -> Any:
 
 
 def _open_store(store: Store | str | os.PathLike[str] | None) -> Store:
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
     return store if isinstance(store, Store) else Store(store)
 
@@ -160,7 +160,7 @@ def _as_record(ref: Any) -> Any:
     run_dir = getattr(ref, "dir", None)
     run_id = getattr(ref, "id", None)
     if run_dir is not None and isinstance(run_id, str):
-        from reprolog._store import Store
+        from reprolog._store._store import Store
 
         # A run folder sits at <store>/runs/<id>.
         return Store(Path(os.fspath(run_dir)).parent.parent).run(run_id)

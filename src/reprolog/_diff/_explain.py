@@ -1,6 +1,6 @@
 """Which barrier made two runs part: the first step where their step fingerprints differ.
 
-Reads both runs' ``steps.parquet`` (written by `reprolog._steptrace`), aligns them by
+Reads both runs' ``steps.parquet`` (written by `reprolog._fingerprint._steptrace`), aligns them by
 (rank, step) with numpy, and finds per field the first shared step where both recorded a
 value and the values differ. The verdict is the earliest of those steps, the cause named in
 the order a step's inputs are made: the batch (data order or content), then the RNG states

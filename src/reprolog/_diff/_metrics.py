@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from reprolog._diff._model import MetricComparison, MetricStatus
-from reprolog._values import SYSTEM_KEY_PREFIX
+from reprolog._storage._values import SYSTEM_KEY_PREFIX
 
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 

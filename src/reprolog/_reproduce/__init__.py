@@ -24,8 +24,8 @@ from reprolog._reproduce._plan import command_line, plan_rerun
 from reprolog._reproduce._rerun import apply_code, make_tree, remove_tree, run_child
 
 if TYPE_CHECKING:
-    from reprolog._record import RunRecord
-    from reprolog._store import Store
+    from reprolog._store._record import RunRecord
+    from reprolog._store._store import Store
 
 __all__ = [
     "Cause",
@@ -106,8 +106,8 @@ def reproduce(
         requirements_of,
     )
     from reprolog._reproduce._verdict import judge
-    from reprolog._steplimit import ENV_MAX_STEPS
-    from reprolog._store import Store
+    from reprolog._run._steplimit import ENV_MAX_STEPS
+    from reprolog._store._store import Store
 
     if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
         raise ArgumentError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
@@ -234,7 +234,7 @@ def _link(result: Reproduction, new_dir: str | None) -> None:
     if new_dir is None:
         return
     try:
-        from reprolog._record import read_json, write_json_atomic
+        from reprolog._store._record import read_json, write_json_atomic
 
         path = Path(new_dir) / "run.json"
         raw = read_json(path)
@@ -271,7 +271,7 @@ def on_run_start(run: Any) -> None:
     try:
         from reprolog._capture.report import CaptureReport
         from reprolog._capture.seeds import capture_seeds, restore_rng
-        from reprolog._record import read_json
+        from reprolog._store._record import read_json
 
         run.set_tags({"reproduces": original})
         report = os.environ.get(ENV_REPORT)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from reprolog._reproduce._model import ENV_FROM, ENV_ID, REDACTED, ReproduceError
 
 if TYPE_CHECKING:
-    from reprolog._record import RunRecord
-    from reprolog._store import Store
+    from reprolog._store._record import RunRecord
+    from reprolog._store._store import Store
 
 __all__ = ["Plan", "command_line", "git", "map_path", "plan_rerun"]
 

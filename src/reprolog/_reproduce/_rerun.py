@@ -21,8 +21,8 @@ from reprolog._reproduce._model import (
 from reprolog._reproduce._plan import Plan, command_line, git, map_path
 
 if TYPE_CHECKING:
-    from reprolog._record import RunRecord
-    from reprolog._store import Store
+    from reprolog._store._record import RunRecord
+    from reprolog._store._store import Store
 
 _TAIL = 4000  # bytes of the child's stderr kept when it fails
 
@@ -56,9 +56,9 @@ def remove_tree(root: Path, tree: str) -> None:
 
 def apply_code(record: RunRecord, root: Path, tree: str) -> list[str]:
     """Apply the recorded patch in the tree; return what could not be rebuilt exactly."""
-    from reprolog._export import patch
-    from reprolog._hashing import sha256_fileobj
-    from reprolog._record import RunRecord
+    from reprolog._storage._hashing import sha256_fileobj
+    from reprolog._store._export import patch
+    from reprolog._store._record import RunRecord
 
     code = record.section("code")
     notes: list[str] = []

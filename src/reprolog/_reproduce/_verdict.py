@@ -13,7 +13,7 @@ from reprolog._reproduce._model import Cause, CheckpointComparison, Reproduction
 
 if TYPE_CHECKING:
     from reprolog._diff import Difference, RunDiff
-    from reprolog._record import RunRecord
+    from reprolog._store._record import RunRecord
 
 __all__ = ["judge"]
 
@@ -47,7 +47,7 @@ def judge(
 ) -> None:
     """Diff the original against the re-run and set the verdict, divergences and causes."""
     from reprolog._diff import MetricStatus
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
     if new_dir is None:
         out.verdict = "failed"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from reprolog._errors import ArgumentError, ReprologError
-from reprolog._layout import resolve_store_dir
+from reprolog._storage._layout import resolve_store_dir
 
 __all__ = ["make_app", "serve"]
 

@@ -7,12 +7,12 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from reprolog._layout import RunLayout
+from reprolog._storage._layout import RunLayout
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
 # 50 runs x 3 keys x 100,000 steps is ~180 MB as int32 steps + float64 values: it fits, and
 # the server stays under 500 MB RSS with a 10,000-run table beside it.

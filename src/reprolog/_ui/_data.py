@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from reprolog._errors import ArgumentError, RunNotFoundError
-from reprolog._layout import RunLayout
-from reprolog._store import Store
+from reprolog._storage._layout import RunLayout
+from reprolog._store._store import Store
 from reprolog._ui._cache import SeriesCache
 from reprolog._ui._runs import RunsCache, _duration, _runs_body, clean
 
@@ -50,7 +50,7 @@ class Provider:
 
     def record(self, ref: str) -> Any:
         run_id = self.resolve(ref)
-        from reprolog._record import RunRecord
+        from reprolog._store._record import RunRecord
 
         return RunRecord(
             self.store._load_record(run_id), self.store.layout.run_dir(run_id), self.store
@@ -121,7 +121,7 @@ class Provider:
         packages = env.get("packages") or {}
         summary = rec.metrics_summary
         if rec.status == "running" or (RunLayout(rec.dir).log_dir.is_dir() and not summary):
-            from reprolog._encode import summarize
+            from reprolog._storage._encode import summarize
 
             summary = summarize(self.store.metrics_table(runs=[rec.id]))
         metrics = [
@@ -231,7 +231,7 @@ class Provider:
         }
 
     def patch(self, ref: str) -> str:
-        from reprolog._export import patch
+        from reprolog._store._export import patch
 
         return patch(self.record(ref))
 
@@ -253,7 +253,7 @@ class Provider:
         differ = [k for k in keys if len({repr(p.get(k, _MISSING)) for p in params.values()}) > 1]
         metric_keys = sorted({k for r in rows for k in (r.get("metrics_summary") or {})})
         if any(r.get("status") == "running" for r in rows):
-            from reprolog._encode import summarize
+            from reprolog._storage._encode import summarize
 
             for r in rows:
                 if r.get("status") == "running":

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from reprolog._store import Store
+from reprolog._store._store import Store
 
 FULL_SCAN_S = 10.0
 FILTERED_KEPT = 8  # recent `where` bodies kept encoded (10,000 runs: up to ~4 MB each)

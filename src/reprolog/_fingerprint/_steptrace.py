@@ -104,7 +104,8 @@ class StepFingerprints:
         model: Any = None,
         on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
-        from reprolog import _stephash, _steplog
+        from reprolog._fingerprint import _stephash
+        from reprolog._storage import _steplog
 
         self._hash = _stephash
         self._capture = _stephash.capture

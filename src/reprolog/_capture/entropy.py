@@ -142,7 +142,7 @@ def _stop_replay() -> None:
 
 def install() -> None:
     """Hook numpy's entropy source now or when numpy's ``bit_generator`` is imported. Idempotent."""
-    from reprolog._importhook import when_imported
+    from reprolog._capture.importhook import when_imported
 
     with contextlib.suppress(Exception):  # never break `import reprolog`
         when_imported(MODULE, _patch)

@@ -10,8 +10,8 @@ import sys
 import threading
 from typing import Any
 
+from reprolog._capture.importhook import when_imported
 from reprolog._errors import ArgumentError
-from reprolog._importhook import when_imported
 
 __all__ = ["seed_everything", "take_pending_seeding"]
 
@@ -123,7 +123,7 @@ def _record(info: dict[str, Any]) -> None:
     global _pending
     run = None
     try:
-        import reprolog._lifecycle as run_module
+        import reprolog._run._lifecycle as run_module
 
         run = run_module.active_run()
     except Exception:  # the core not importable: keep it for the next run
@@ -157,13 +157,13 @@ def take_pending_seeding() -> dict[str, Any] | None:
 
 def _refresh_entropy() -> None:
     """After numpy drew fresh entropy: keep the live run's seeds section up to date."""
-    from reprolog import _entropy as entropy
+    from reprolog._capture import entropy as entropy
 
     facts = entropy.section_facts()
     if facts["numpy_entropy_count"] > entropy.MAX_KEPT:
         return  # only counted from here on: not worth a record write per draw
     try:
-        import reprolog._lifecycle as run_module
+        import reprolog._run._lifecycle as run_module
 
         run = run_module.active_run()
         if run is not None:
@@ -173,7 +173,7 @@ def _refresh_entropy() -> None:
 
 
 def _install_entropy_hook() -> None:
-    from reprolog import _entropy as entropy
+    from reprolog._capture import entropy as entropy
 
     entropy.on_draw(_refresh_entropy)
     entropy.install()

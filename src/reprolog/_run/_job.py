@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._layout import ENV_DIR, RunLayout, StoreLayout
-from reprolog._record import read_json, write_json_atomic
+from reprolog._storage._layout import ENV_DIR, RunLayout, StoreLayout
+from reprolog._store._record import read_json, write_json_atomic
 
 if TYPE_CHECKING:
-    from reprolog._run import Run
+    from reprolog._run._run import Run
 
 logger = logging.getLogger("reprolog")
 
@@ -78,8 +78,8 @@ def take_seat(store: StoreLayout) -> Seat | None:
     None (make a run of one's own) when no job is named, the store differs, the run is not
     live, or the record writer's seat is taken by another process of the job.
     """
-    from reprolog._rank import _claim_folder
-    from reprolog._recover import lock_is_free
+    from reprolog._run._rank import _claim_folder
+    from reprolog._storage._recover import lock_is_free
 
     run_id = os.environ.get(ENV_RUN, "").strip()
     env_dir = os.environ.get(ENV_DIR)
@@ -126,7 +126,7 @@ def _worker_seat(layout: RunLayout, run_id: str, record: dict[str, Any]) -> Seat
 
 def leave(run: Run, status: str, error: BaseException | None) -> None:
     """A seat's `finish()`: flush its points, write its facts and its proposed end, leave."""
-    from reprolog._run import _error_info
+    from reprolog._run._run import _error_info
 
     seat = run._seat
     assert seat is not None
@@ -164,7 +164,7 @@ def absorb(run: Run, timeout: float = 5.0) -> dict[str, Any] | None:
     Returns:
         The last proposed end of a record seat (`{"status", "error"?, ...}`), or None.
     """
-    from reprolog._recover import lock_free
+    from reprolog._storage._recover import lock_free
 
     lock = run._layout.log_dir / RECORD_LOCK
     deadline = time.monotonic() + timeout

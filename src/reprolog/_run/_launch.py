@@ -72,13 +72,13 @@ def launch(options: LaunchOptions) -> int:
         ArgumentError: no command, a command not found, a bad option (before any run exists).
         StoreError: the store cannot be created.
     """
-    from reprolog import _job
     from reprolog._capture.command import ENV_LAUNCH
     from reprolog._capture.console import CONSOLE_FILE, ConsoleRecorder, limit_from_env
+    from reprolog._capture.redact import redact_argv
     from reprolog._capture.sysmetrics import DEFAULT_INTERVAL, interval_from
-    from reprolog._layout import StoreLayout, resolve_store_dir
-    from reprolog._redact import redact_argv
-    from reprolog._run import init
+    from reprolog._run import _job
+    from reprolog._run._run import init
+    from reprolog._storage._layout import StoreLayout, resolve_store_dir
 
     command = [str(part) for part in options.command]
     _resolve_command(command)
@@ -168,8 +168,8 @@ def _end(
     pid: int,
     started: float,
 ) -> int:
-    from reprolog import _job
-    from reprolog._lifecycle import Signal
+    from reprolog._run import _job
+    from reprolog._run._lifecycle import Signal
 
     proposal = _job.absorb(run) or {}
     signame = None
@@ -229,7 +229,7 @@ def _preload() -> None:
         import pandas  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
-        import reprolog._encode  # noqa: F401
+        import reprolog._storage._encode  # noqa: F401
 
 
 # ---------------------------------------------------------------------------- streams

@@ -19,11 +19,11 @@ from types import TracebackType
 from typing import Any
 
 from reprolog._errors import ArgumentError, RunStateError
-from reprolog._flusher import Flusher
-from reprolog._layout import RunLayout
-from reprolog._record import read_json
-from reprolog._recover import lock_free, lock_is_free
-from reprolog._writer import MetricWriter
+from reprolog._storage._flusher import Flusher
+from reprolog._storage._layout import RunLayout
+from reprolog._storage._recover import lock_free, lock_is_free
+from reprolog._storage._writer import MetricWriter
+from reprolog._store._record import read_json
 
 _open: weakref.WeakSet[RankWriter] = weakref.WeakSet()
 _hooks_lock = threading.Lock()
@@ -65,7 +65,7 @@ class RankWriter:
             raise ArgumentError(
                 f"rank must be an int >= 1 (rank 0 is the run itself), got {rank!r}"
             )
-        from reprolog._store import Store
+        from reprolog._store._store import Store
 
         store = Store(dir)
         self.run_id = store.resolve(run)
@@ -105,7 +105,7 @@ class RankWriter:
         Kept with ``rank`` = this writer's rank in the run's ``steps.parquet``; a failure to
         fingerprint is logged once (the run's record belongs to rank 0).
         """
-        from reprolog._steptrace import for_writer
+        from reprolog._fingerprint._steptrace import for_writer
 
         if self._metrics.closed:
             raise self._closed_error()

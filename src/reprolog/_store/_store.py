@@ -9,17 +9,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._encode import from_json_number, metrics_schema, read_parquet
 from reprolog._errors import (
     AmbiguousRunError,
     ArgumentError,
     CorruptFileError,
     RunNotFoundError,
 )
-from reprolog._index import load_summaries
-from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
-from reprolog._record import TERMINAL_STATUSES, RunRecord, read_json
-from reprolog._recover import crashed_view, lock_is_free, recover, summary_row, writer_is_dead
+from reprolog._storage._encode import from_json_number, metrics_schema, read_parquet
+from reprolog._storage._index import load_summaries
+from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._storage._recover import (
+    crashed_view,
+    lock_is_free,
+    recover,
+    summary_row,
+    writer_is_dead,
+)
+from reprolog._store._record import TERMINAL_STATUSES, RunRecord, read_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -281,7 +287,7 @@ class Store:
     @staticmethod
     def _live_metrics(run_id: str, layout: RunLayout) -> pa.Table | None:
         """The points of a live run, or None when it finished (log gone) while we looked."""
-        from reprolog._recover import read_live_table
+        from reprolog._storage._recover import read_live_table
 
         try:
             table, _ = read_live_table(layout, run_id)
@@ -305,7 +311,7 @@ class Store:
             ArgumentError: `query` is not a non-empty string.
             QueryError: DuckDB rejected the query (the message says why).
         """
-        from reprolog._sql import run_sql
+        from reprolog._store._sql import run_sql
 
         return run_sql(self, query)
 

@@ -7,12 +7,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError, CorruptFileError, QueryError
-from reprolog._layout import RunLayout
+from reprolog._storage._layout import RunLayout
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
 
 def run_sql(store: Store, query: str) -> pd.DataFrame:

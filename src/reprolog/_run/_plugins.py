@@ -17,7 +17,7 @@ import threading
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
-from reprolog._importhook import when_imported
+from reprolog._capture.importhook import when_imported
 
 logger = logging.getLogger("reprolog")
 

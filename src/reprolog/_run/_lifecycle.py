@@ -17,7 +17,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from reprolog._run import Run
+    from reprolog._run._run import Run
 
 logger = logging.getLogger("reprolog")
 

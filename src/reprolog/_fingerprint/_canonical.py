@@ -166,7 +166,7 @@ def _structured(sink: Sink, obj: Any) -> None:
     elif module == "torch" and type(obj).__name__ in ("Tensor", "Parameter"):
         encode_tensor(sink, obj)
     elif module in ("pandas", "pyarrow"):
-        from reprolog._capture import tabular  # imported on first use: it needs numpy
+        from reprolog._fingerprint import _tabular as tabular  # on first use: it needs numpy
 
         (tabular.encode_pandas if module == "pandas" else tabular.encode_arrow)(sink, obj)
     elif hasattr(obj, "__array__"):  # PIL images and other array-likes

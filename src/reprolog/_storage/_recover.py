@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._artifacts import remove_tree
-from reprolog._layout import RunLayout
-from reprolog._record import TERMINAL_STATUSES, write_json_atomic
+from reprolog._storage._artifacts import remove_tree
+from reprolog._storage._layout import RunLayout
+from reprolog._store._record import TERMINAL_STATUSES, write_json_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,8 +53,8 @@ def rank_dirs(layout: RunLayout) -> list[tuple[int, Path]]:
 
 def read_live_table(layout: RunLayout, run_id: str) -> tuple[pa.Table, list[str]]:
     """Every complete point of a run's live log, its rank writers' included, as a table."""
-    from reprolog._encode import combine_ranks, to_table
-    from reprolog._metriclog import read_log
+    from reprolog._storage._encode import combine_ranks, to_table
+    from reprolog._storage._metriclog import read_log
 
     contents = read_log(layout.log_dir)
     ranks = rank_dirs(layout)
@@ -111,11 +111,11 @@ def compact(layout: RunLayout, record: dict[str, Any]) -> list[str]:
     Returns the problems met (torn records dropped, ...). The log is removed only by
     `finalize`, after the record saying so is on disk, so a crash here loses nothing.
     """
-    from reprolog._encode import summarize, write_parquet
+    from reprolog._storage._encode import summarize, write_parquet
 
     if not layout.log_dir.is_dir():
         return []
-    from reprolog import _steplog
+    from reprolog._storage import _steplog
 
     table, problems = read_live_table(layout, str(record["id"]))
     # Step fingerprints first: metrics_summary (set last) is what lets finalize drop the log.
@@ -185,7 +185,7 @@ def recover(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return record
-        from reprolog._record import read_json
+        from reprolog._store._record import read_json
 
         current = read_json(layout.record)  # someone may have finished it meanwhile
         if current.get("status") in TERMINAL_STATUSES and not layout.log_dir.is_dir():
@@ -223,7 +223,7 @@ def crashed_view(layout: RunLayout, record: dict[str, Any]) -> dict[str, Any]:
     The read-only Store shows a dead run this way; its points stay in the log, and its
     `metrics_summary` is computed from that log.
     """
-    from reprolog._encode import summarize
+    from reprolog._storage._encode import summarize
 
     view = dict(record)
     if view.get("status") not in TERMINAL_STATUSES:

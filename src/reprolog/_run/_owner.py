@@ -9,9 +9,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reprolog import _lifecycle, _steplimit, _steptrace
 from reprolog._errors import ArgumentError
-from reprolog._run import Run, init
+from reprolog._fingerprint import _steptrace
+from reprolog._run import _lifecycle, _steplimit
+from reprolog._run._run import Run, init
 
 _INIT_ARGS = tuple(name for name in inspect.signature(init).parameters)
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")

@@ -7,7 +7,7 @@ import struct
 import sys
 from typing import Any
 
-from reprolog._capture.canonical import Sink, encode, encode_numpy
+from reprolog._fingerprint._canonical import Sink, encode, encode_numpy
 
 __all__ = ["encode_arrow", "encode_pandas"]
 

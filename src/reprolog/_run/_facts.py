@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._artifacts import ArtifactWorker, describe_artifact
 from reprolog._errors import ArgumentError
-from reprolog._layout import RunLayout, StoreLayout
-from reprolog._values import check_step, flatten, json_safe
+from reprolog._storage._artifacts import ArtifactWorker, describe_artifact
+from reprolog._storage._layout import RunLayout, StoreLayout
+from reprolog._storage._values import check_step, flatten, json_safe
 
 if TYPE_CHECKING:
-    from reprolog._steptrace import StepFingerprints
-    from reprolog._writer import MetricWriter
+    from reprolog._fingerprint._steptrace import StepFingerprints
+    from reprolog._storage._writer import MetricWriter
 
 logger = logging.getLogger("reprolog")
 
@@ -60,7 +60,7 @@ class RunFactsMixin:
                 f"log_params() takes a mapping, got {type(params).__name__}: {params!r}"
             )
         self._check_live()
-        from reprolog._redact import redact_mapping
+        from reprolog._capture.redact import redact_mapping
 
         flat: dict[str, Any] = {}
         types: dict[str, str] = {}
@@ -88,7 +88,7 @@ class RunFactsMixin:
         if tags is not None and not isinstance(tags, Mapping):
             raise ArgumentError(f"set_tags() takes a mapping, got {type(tags).__name__}: {tags!r}")
         self._check_live()
-        from reprolog._redact import redact_mapping
+        from reprolog._capture.redact import redact_mapping
 
         merged = {str(k): str(v) for k, v in {**(tags or {}), **more}.items()}
         masked, redacted = redact_mapping(merged)
@@ -110,7 +110,7 @@ class RunFactsMixin:
                 f"update_section() takes a mapping, got {type(mapping).__name__}: {mapping!r}"
             )
         self._check_live()
-        from reprolog._redact import redact_mapping
+        from reprolog._capture.redact import redact_mapping
 
         masked, redacted = redact_mapping(dict(mapping))
         with self._record_lock:
@@ -125,7 +125,7 @@ class RunFactsMixin:
             f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
         )
         try:
-            from reprolog._redact import redact_text
+            from reprolog._capture.redact import redact_text
 
             message = redact_text(message)[0]
         except Exception:  # redaction itself must not turn a capture failure into a crash
@@ -165,7 +165,7 @@ class RunFactsMixin:
             RunStateError: the run has finished.
         """
         self._check_live()
-        from reprolog._steptrace import for_writer
+        from reprolog._fingerprint._steptrace import for_writer
 
         new = self._metrics.companion_count()
         trace = for_writer(self._metrics, model, every, self.record_capture_error)
@@ -194,12 +194,12 @@ class RunFactsMixin:
             raise ArgumentError(f"dataset name must be a non-empty str, got {name!r}")
         self._check_live()
         try:
-            from reprolog._fingerprint import describe_data
+            from reprolog._fingerprint._content import describe_data
 
             desc = dict(describe_data(obj))
         except Exception as exc:
             self.record_capture_error(f"data:{name}", exc)
-            from reprolog._redact import redact_text
+            from reprolog._capture.redact import redact_text
 
             desc = {"fingerprint": None, "error": redact_text(f"{type(exc).__name__}: {exc}")[0]}
         if context:
@@ -240,7 +240,7 @@ class RunFactsMixin:
         if step is not None:
             step = check_step(step)
         self._check_live()
-        from reprolog._redact import redact_mapping
+        from reprolog._capture.redact import redact_mapping
 
         meta, _ = redact_mapping(dict(metadata or {}))
         with self._record_lock:
@@ -311,7 +311,7 @@ class RunFactsMixin:
 
     def _take_pending_seeding(self) -> None:
         try:
-            from reprolog._seed import take_pending_seeding
+            from reprolog._run._seed import take_pending_seeding
 
             info = take_pending_seeding()
         except Exception as exc:

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import CorruptFileError
-from reprolog._values import dumps
+from reprolog._storage._values import dumps
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from reprolog._store import Store
+    from reprolog._store._store import Store
 
 RECORD_FORMAT_VERSION = 1
 TERMINAL_STATUSES = ("completed", "failed", "interrupted", "crashed")
@@ -164,7 +164,7 @@ class RunRecord:
 
     def metrics(self, keys: list[str] | str | None = None) -> pd.DataFrame:
         """This run's points as a long DataFrame: run_id, key, step, epoch, value, time."""
-        from reprolog._store import Store
+        from reprolog._store._store import Store
 
         store = self._store or Store(self.dir.parent.parent)
         return store.metrics(runs=[self.id], keys=keys)

@@ -223,9 +223,9 @@ def dockerfile(record: Any) -> str:
     Raises:
         StoreError: the run recorded no packages, or no git state, or a truncated diff.
     """
-    from reprolog._export import patch
     from reprolog._reproduce._model import REDACTED
     from reprolog._reproduce._venv import requirements_of
+    from reprolog._store._export import patch
 
     env, code, command = _sections(record)
     if not code.get("git") or not code.get("commit"):

@@ -15,16 +15,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reprolog import _job, _lifecycle
-from reprolog._artifacts import ArtifactWorker
 from reprolog._errors import ArgumentError, RunStateError
-from reprolog._flusher import Flusher
-from reprolog._ids import new_run_id
-from reprolog._layout import RunLayout, StoreLayout, resolve_store_dir
-from reprolog._record import RECORD_FORMAT_VERSION, write_json_atomic
-from reprolog._recover import compact, finalize, wait_for_rank_writers
-from reprolog._run_facts import RunFactsMixin
-from reprolog._writer import MetricWriter
+from reprolog._run import _job, _lifecycle
+from reprolog._run._facts import RunFactsMixin
+from reprolog._storage._artifacts import ArtifactWorker
+from reprolog._storage._flusher import Flusher
+from reprolog._storage._ids import new_run_id
+from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._storage._recover import compact, finalize, wait_for_rank_writers
+from reprolog._storage._writer import MetricWriter
+from reprolog._store._record import RECORD_FORMAT_VERSION, write_json_atomic
 
 logger = logging.getLogger("reprolog")
 
@@ -89,7 +89,7 @@ def init(
 
 
 def _error_info(exc: BaseException) -> dict[str, Any]:
-    from reprolog._redact import redact_text
+    from reprolog._capture.redact import redact_text
 
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-12:])
     if isinstance(exc, _lifecycle.Signal):

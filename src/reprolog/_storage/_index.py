@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reprolog._layout import StoreLayout
+from reprolog._storage._layout import StoreLayout
 
 logger = logging.getLogger("reprolog")
 

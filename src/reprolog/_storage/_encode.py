@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._arrow import from_numpy, strings, to_numpy
 from reprolog._errors import CorruptFileError
+from reprolog._storage._arrow import from_numpy, strings, to_numpy
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from reprolog._metriclog import LogContents
+    from reprolog._storage._metriclog import LogContents
 
 METRICS_FORMAT_VERSION = "1"
 COLUMNS = ("run_id", "key", "step", "epoch", "value", "time")

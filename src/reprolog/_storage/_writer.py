@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reprolog import _metriclog
-from reprolog._values import check_epoch, check_key, check_metrics, check_step, to_float
+from reprolog._storage import _metriclog
+from reprolog._storage._values import check_epoch, check_key, check_metrics, check_step, to_float
 
 _pack_record = _metriclog.RECORD.pack_into
 _mono = time.monotonic_ns

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reprolog._hashing import sha256_fileobj
+from reprolog._storage._hashing import sha256_fileobj
 
 __all__ = ["file_sha256"]
 

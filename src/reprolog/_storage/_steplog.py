@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprolog._encode import write_parquet_atomic
-from reprolog._metriclog import map_new_file, unmap
+from reprolog._storage._encode import write_parquet_atomic
+from reprolog._storage._metriclog import map_new_file, unmap
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -227,8 +227,8 @@ def read_steps(run_dir: Path) -> pa.Table | None:
     log_dir = run_dir / "log"
     if not log_dir.is_dir():
         return None
-    from reprolog._layout import RunLayout
-    from reprolog._recover import rank_dirs
+    from reprolog._storage._layout import RunLayout
+    from reprolog._storage._recover import rank_dirs
 
     try:
         table, _ = live_table(log_dir, rank_dirs(RunLayout(run_dir)))

@@ -25,8 +25,8 @@ DATASET_BYTE_BUDGET = 1 << 30  # bytes, likewise
 
 
 def _folder(path: Path) -> tuple[str, dict[str, Any]]:
-    from reprolog._capture.canonical import Sink
-    from reprolog._capture.filecache import file_sha256
+    from reprolog._fingerprint._canonical import Sink
+    from reprolog._storage._filecache import file_sha256
 
     sink = Sink()
     sink.text(b"type", "folder")
@@ -71,7 +71,7 @@ def _sample_indices(n: int, k: int = SAMPLE_SIZE) -> list[int]:
 
 
 def _map_dataset(obj: Any, budget_s: float, budget_bytes: int) -> tuple[str, dict[str, Any]]:
-    from reprolog._capture.canonical import Sink, encode
+    from reprolog._fingerprint._canonical import Sink, encode
 
     n = len(obj)
     sink = Sink()
@@ -127,7 +127,7 @@ def _known_torch_dataset(
     torch = sys.modules.get("torch")
     if torch is None:
         return None
-    from reprolog._capture.canonical import Sink, encode
+    from reprolog._fingerprint._canonical import Sink, encode
 
     data = torch.utils.data
     if type(obj) is data.TensorDataset:
@@ -161,8 +161,8 @@ def _known_torch_dataset(
 
 
 def _fingerprint(obj: Any, budget_s: float, budget_bytes: int) -> tuple[str, dict[str, Any]]:
-    from reprolog._capture.canonical import Sink, digest_of, encode
-    from reprolog._capture.filecache import file_sha256
+    from reprolog._fingerprint._canonical import Sink, digest_of, encode
+    from reprolog._storage._filecache import file_sha256
 
     info: dict[str, Any] = {"method": "full"}
     if isinstance(obj, (bytes, bytearray, memoryview)):

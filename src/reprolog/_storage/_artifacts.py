@@ -17,7 +17,7 @@ _CHUNK = 1 << 20
 def sha256_file(path: Path) -> str:
     """Hash a file, through the capture's file-hash cache (path, size, mtime, inode): an
     unchanged checkpoint or data file is never hashed twice."""
-    from reprolog._capture.filecache import file_sha256
+    from reprolog._storage._filecache import file_sha256
 
     return file_sha256(path)[0]
 

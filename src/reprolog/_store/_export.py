@@ -136,7 +136,7 @@ def export(record: Any, fmt: str) -> str:
     if fmt == "json":
         return record_json(record)
     if fmt in ("pylock", "dockerfile"):
-        from reprolog._export_env import dockerfile, pylock
+        from reprolog._reproduce._export_env import dockerfile, pylock
 
         return pylock(record) if fmt == "pylock" else dockerfile(record)
     raise ArgumentError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")
