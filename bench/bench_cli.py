@@ -30,8 +30,8 @@ import numpy as np
 
 import reprolog
 from reprolog._diff import diff
+from reprolog._storage._compact import summary_row
 from reprolog._storage._ids import new_run_id
-from reprolog._storage._recover import summary_row
 
 CLI = [sys.executable, "-m", "reprolog._cli.__main__"]
 

@@ -19,7 +19,7 @@ import pytest
 
 from reprolog import Store
 from reprolog._storage._metriclog import HEADER_SIZE, RECORD_SIZE
-from reprolog._store._record import read_json, write_json_atomic
+from reprolog._storage._recordfile import read_json, write_json_atomic
 
 # The child logs as fast as it can. After each log() call returns it publishes how many
 # loop iterations have fully returned, alternating between two 8-byte slots of a shared

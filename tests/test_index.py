@@ -83,7 +83,7 @@ def test_unchanged_runs_are_not_reparsed(finished: list[Run], store_dir: Path) -
 def test_a_changed_run_is_read_again(
     finished: list[Run], store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reprolog._store._record import read_json, write_json_atomic
+    from reprolog._storage._recordfile import read_json, write_json_atomic
 
     Store(store_dir).runs()
     summary = finished[1].dir / "summary.json"

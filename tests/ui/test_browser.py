@@ -17,10 +17,10 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 import reprolog
+from reprolog._storage._compact import summary_row
 from reprolog._storage._ids import new_run_id
 from reprolog._storage._layout import StoreLayout
-from reprolog._storage._recover import summary_row
-from reprolog._store._record import read_json, write_json_atomic
+from reprolog._storage._recordfile import read_json, write_json_atomic
 from tests.ui.conftest import LOOPBACK, WAIT_MS, XSS_NAME, _serve
 
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -36,7 +36,7 @@ def logs(ctx: click.Context, run: str, follow: bool, stream: str, timestamps: bo
       reprolog logs 01jb2 --stream stderr -t
     """
     from reprolog._capture.console import CONSOLE_FILE, iter_console
-    from reprolog._store._record import read_json
+    from reprolog._storage._recordfile import read_json
 
     store = store_from(ctx)
     record = store.run(run)

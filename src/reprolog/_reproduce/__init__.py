@@ -234,7 +234,7 @@ def _link(result: Reproduction, new_dir: str | None) -> None:
     if new_dir is None:
         return
     try:
-        from reprolog._store._record import read_json, write_json_atomic
+        from reprolog._storage._recordfile import read_json, write_json_atomic
 
         path = Path(new_dir) / "run.json"
         raw = read_json(path)
@@ -271,7 +271,7 @@ def on_run_start(run: Any) -> None:
     try:
         from reprolog._capture.report import CaptureReport
         from reprolog._capture.seeds import capture_seeds, restore_rng
-        from reprolog._store._record import read_json
+        from reprolog._storage._recordfile import read_json
 
         run.set_tags({"reproduces": original})
         report = os.environ.get(ENV_REPORT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from reprolog._reproduce._model import REDACTED, ReproduceError
+from reprolog._storage import _locks
 
 __all__ = ["BuiltEnv", "Requirements", "build_env", "find_interpreter", "requirements_of"]
 
@@ -255,12 +255,8 @@ def _venv_python(path: Path) -> Path:
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path``.lock (one build, or one re-run's install, at a time)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with _locks.held(path.with_name(path.name + ".lock")):
+        yield
 
 
 def _run(cmd: list[str], what: str, env: Mapping[str, str] | None = None) -> None:

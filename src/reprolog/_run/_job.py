@@ -26,7 +26,6 @@ start with a run and stop before its metrics close.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import time
@@ -34,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reprolog._storage import _locks
 from reprolog._storage._layout import ENV_DIR, RunLayout, StoreLayout
-from reprolog._store._record import read_json, write_json_atomic
+from reprolog._storage._recordfile import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from reprolog._run._run import Run
@@ -96,11 +96,8 @@ def take_seat(store: StoreLayout) -> Seat | None:
         fds: list[int] = []
         if rank == 0:
             lock = layout.log_dir / RECORD_LOCK
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = _locks.try_hold(lock)
+            if fd is None:
                 return _worker_seat(layout, run_id, record)
             fds.append(fd)
             record = read_json(layout.record)  # the last seat's facts, now that we hold it
@@ -164,11 +161,10 @@ def absorb(run: Run, timeout: float = 5.0) -> dict[str, Any] | None:
     Returns:
         The last proposed end of a record seat (`{"status", "error"?, ...}`), or None.
     """
-    from reprolog._storage._recover import lock_free
 
     lock = run._layout.log_dir / RECORD_LOCK
     deadline = time.monotonic() + timeout
-    while not lock_free(lock) and time.monotonic() < deadline:
+    while not _locks.is_free(lock) and time.monotonic() < deadline:
         time.sleep(0.05)
     with run._record_lock:
         held = run._held_errors

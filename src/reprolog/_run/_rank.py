@@ -8,7 +8,6 @@ the run finishes, compaction merges every rank's points with a `rank` column.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import threading
@@ -19,11 +18,12 @@ from types import TracebackType
 from typing import Any
 
 from reprolog._errors import ArgumentError, RunStateError
+from reprolog._storage import _locks
 from reprolog._storage._flusher import Flusher
 from reprolog._storage._layout import RunLayout
-from reprolog._storage._recover import lock_free, lock_is_free
+from reprolog._storage._recordfile import read_json
+from reprolog._storage._recover import lock_is_free
 from reprolog._storage._writer import MetricWriter
-from reprolog._store._record import read_json
 
 _open: weakref.WeakSet[RankWriter] = weakref.WeakSet()
 _hooks_lock = threading.Lock()
@@ -161,14 +161,12 @@ def _claim_folder(layout: RunLayout, rank: int, run_id: str) -> tuple[Path, int]
         try:
             folder.mkdir()
         except FileExistsError:
-            if not lock_free(folder / "lock"):
+            if not _locks.is_free(folder / "lock"):
                 raise RunStateError(
                     f"rank {rank} is already attached to run {run_id} ({folder})", run_id=run_id
                 ) from None
             continue
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return folder, fd
+        return folder, _locks.hold(folder / "lock")
     raise RunStateError(f"rank {rank} attached too many times to run {run_id}", run_id=run_id)
 
 

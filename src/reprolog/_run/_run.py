@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
@@ -18,13 +17,14 @@ from typing import Any
 from reprolog._errors import ArgumentError, RunStateError
 from reprolog._run import _job, _lifecycle
 from reprolog._run._facts import RunFactsMixin
+from reprolog._storage import _locks
 from reprolog._storage._artifacts import ArtifactWorker
+from reprolog._storage._compact import compact, finalize, wait_for_rank_writers
 from reprolog._storage._flusher import Flusher
 from reprolog._storage._ids import new_run_id
 from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
-from reprolog._storage._recover import compact, finalize, wait_for_rank_writers
+from reprolog._storage._recordfile import RECORD_FORMAT_VERSION, write_json_atomic
 from reprolog._storage._writer import MetricWriter
-from reprolog._store._record import RECORD_FORMAT_VERSION, write_json_atomic
 
 logger = logging.getLogger("reprolog")
 
@@ -179,8 +179,7 @@ class Run(RunFactsMixin):
         # Hold run.lock for the life of the run: its release (even by kill -9) tells readers.
         self._lock_fd: int | None = None
         if self._seat is None:
-            self._lock_fd = os.open(self._layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._lock_fd = _locks.hold(self._layout.lock)
 
         now = time.time()
         self._record: dict[str, Any] = (

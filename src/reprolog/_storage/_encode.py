@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import CorruptFileError
 from reprolog._storage._arrow import from_numpy, strings, to_numpy
+from reprolog._storage._atomic import replacing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -140,11 +140,8 @@ def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     """
     import pyarrow.parquet as pq
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=3, **options)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with replacing(path, fsync=True) as tmp:
+        pq.write_table(table, tmp, compression="zstd", compression_level=3, **options)
 
 
 def read_parquet(path: Path, keys: list[str] | None = None) -> pa.Table:

@@ -9,13 +9,14 @@ Store never writes it: it keeps the same index in memory.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from reprolog._storage import _locks
+from reprolog._storage._atomic import replacing
 from reprolog._storage._layout import StoreLayout
 
 logger = logging.getLogger("reprolog")
@@ -53,17 +54,11 @@ def _write_index(layout: StoreLayout, entries: dict[str, tuple[int, str]]) -> No
             "summary": pa.array([entries[i][1] for i in ids], pa.string()),
         }
     )
-    fd = os.open(layout.index_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with _locks.held_if_free(layout.index_lock) as taken:
+        if not taken:
             return  # another reader is refreshing it; ours is only a cache
-        tmp = layout.index_file.with_name(f".runs.{os.getpid()}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, layout.index_file)
-    finally:
-        os.close(fd)
+        with replacing(layout.index_file) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
 
 
 def load_summaries(

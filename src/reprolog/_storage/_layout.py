@@ -1,13 +1,17 @@
-"""Where things live in a store: root resolution and every path inside it."""
+"""Where things live in a store: root resolution and every path inside it.
+
+The one owner of paths: no other module joins a file or folder name of the layout onto a store
+or run folder; they ask `StoreLayout` / `RunLayout`.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from reprolog._errors import ArgumentError, StoreError
+from reprolog._storage._atomic import write_text
 
 STORE_DIRNAME = ".reprolog"
 STORE_FORMAT_VERSION = 1
@@ -87,6 +91,11 @@ class StoreLayout:
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
+    @property
+    def meta(self) -> Path:
+        """store.json: the store's format version."""
+        return self.root / "store.json"
+
     def blob_path(self, sha256: str) -> Path:
         return self.blobs / "sha256" / sha256[:2] / sha256
 
@@ -100,11 +109,8 @@ class StoreLayout:
         gitignore = self.root / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text("# created by reprolog: the store ignores itself\n*\n")
-        meta = self.root / "store.json"
-        if not meta.exists():
-            tmp = meta.with_name(f".store.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"format_version": STORE_FORMAT_VERSION}) + "\n")
-            os.replace(tmp, meta)
+        if not self.meta.exists():
+            write_text(self.meta, f'{{"format_version": {STORE_FORMAT_VERSION}}}\n')
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ class RunLayout:
     """Every path inside one run folder."""
 
     dir: Path
+
+    @property
+    def store_root(self) -> Path:
+        """The root of the store that holds this run (`<store>/runs/<id>/` -> `<store>`)."""
+        return self.dir.parent.parent
 
     @property
     def record(self) -> Path:
@@ -126,8 +137,29 @@ class RunLayout:
         return self.dir / "metrics.parquet"
 
     @property
+    def steps(self) -> Path:
+        return self.dir / "steps.parquet"
+
+    @property
+    def console(self) -> Path:
+        return self.dir / "console.jsonl"
+
+    @property
     def log_dir(self) -> Path:
         return self.dir / "log"
+
+    def rank_dirs(self) -> list[tuple[int, Path]]:
+        """The log folders of secondary rank writers, by rank.
+
+        `log/rank-<r>/` for a rank's first writer, `log/rank-<r>-<n>/` for its n-th (re-attach).
+        """
+        out = []
+        for path in self.log_dir.glob("rank-*"):
+            parts = path.name.removeprefix("rank-").split("-")
+            if path.is_dir() and len(parts) <= 2 and all(p.isdigit() for p in parts):
+                generation = int(parts[1]) if len(parts) == 2 else 1
+                out.append((int(parts[0]), generation, path))
+        return [(rank, path) for rank, _, path in sorted(out)]
 
     @property
     def keys_file(self) -> Path:

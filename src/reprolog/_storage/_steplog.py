@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprolog._storage._encode import write_parquet_atomic
+from reprolog._storage._layout import RunLayout
 from reprolog._storage._metriclog import map_new_file, unmap
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ RECORD = struct.Struct("<qQQQQIIIIiI")
 RECORD_SIZE = RECORD.size
 DEFAULT_CAPACITY = 1 << 16  # 4 MiB per chunk; a sparse file until written
 CHUNK_GLOB = "steps-*.slog"
-PARQUET_NAME = "steps.parquet"
 FORMAT_VERSION = 1
 
 # Offsets of the fields rewritten in place.
@@ -205,15 +205,16 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
-def compact(log_dir: Path, rank_dirs: list[tuple[int, Path]], run_dir: Path) -> list[str]:
+def compact(layout: RunLayout) -> list[str]:
     """Write ``steps.parquet`` from the live log (nothing when no step was recorded)."""
-    if not any(log_dir.glob(CHUNK_GLOB)) and not any(
+    rank_dirs = layout.rank_dirs()
+    if not any(layout.log_dir.glob(CHUNK_GLOB)) and not any(
         any(folder.glob(CHUNK_GLOB)) for _, folder in rank_dirs
     ):
         return []
-    table, problems = live_table(log_dir, rank_dirs)
+    table, problems = live_table(layout.log_dir, rank_dirs)
     if table is not None:
-        write_parquet(table, run_dir / PARQUET_NAME)
+        write_parquet(table, layout.steps)
     return problems
 
 
@@ -221,17 +222,14 @@ def read_steps(run_dir: Path) -> pa.Table | None:
     """The steps table of a run folder: ``steps.parquet``, else its live log; None if none."""
     import pyarrow.parquet as pq
 
-    path = run_dir / PARQUET_NAME
+    layout = RunLayout(run_dir)
+    path = layout.steps
     if path.is_file():
         return pq.read_table(path)
-    log_dir = run_dir / "log"
-    if not log_dir.is_dir():
+    if not layout.log_dir.is_dir():
         return None
-    from reprolog._storage._layout import RunLayout
-    from reprolog._storage._recover import rank_dirs
-
     try:
-        table, _ = live_table(log_dir, rank_dirs(RunLayout(run_dir)))
+        table, _ = live_table(layout.log_dir, layout.rank_dirs())
     except FileNotFoundError:  # compacted meanwhile
         return pq.read_table(path) if path.is_file() else None
     return table

@@ -1,62 +1,14 @@
-"""The run record: one JSON file per run, written atomically, carrying a format version."""
+"""`RunRecord`: the reader's view of one run (its record, metrics and console)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from reprolog._errors import CorruptFileError
-from reprolog._storage._values import dumps
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from reprolog._store._store import Store
-
-RECORD_FORMAT_VERSION = 1
-TERMINAL_STATUSES = ("completed", "failed", "interrupted", "crashed")
-STATUSES = ("running", *TERMINAL_STATUSES)
-
-
-def write_json_atomic(path: Path, data: Any, *, fsync: bool = False) -> None:
-    """Write JSON through a temp file and rename, so readers never see half a record.
-
-    `fsync` makes it durable against power loss too (used when a run ends); a plain
-    rename already survives the death of the process.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = dumps(data)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object; a missing, torn or corrupt file raises CorruptFileError naming it."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError as exc:
-        raise CorruptFileError(f"{path}: missing", path=str(path)) from exc
-    except (OSError, ValueError) as exc:
-        raise CorruptFileError(f"{path}: unreadable JSON: {exc}", path=str(path)) from exc
-    if not isinstance(data, dict):
-        raise CorruptFileError(
-            f"{path}: expected a JSON object, found {type(data).__name__}", path=str(path)
-        )
-    version = data.get("format_version")
-    if isinstance(version, int) and version > RECORD_FORMAT_VERSION:
-        raise CorruptFileError(
-            f"{path}: format_version {version} is newer than this reprolog understands "
-            f"({RECORD_FORMAT_VERSION}); upgrade reprolog",
-            path=str(path),
-        )
-    return data
 
 
 class RunRecord:

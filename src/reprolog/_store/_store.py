@@ -15,17 +15,13 @@ from reprolog._errors import (
     CorruptFileError,
     RunNotFoundError,
 )
+from reprolog._storage._compact import read_live_table, summary_row
 from reprolog._storage._encode import from_json_number, metrics_schema, read_parquet
 from reprolog._storage._index import load_summaries
 from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
-from reprolog._storage._recover import (
-    crashed_view,
-    lock_is_free,
-    recover,
-    summary_row,
-    writer_is_dead,
-)
-from reprolog._store._record import TERMINAL_STATUSES, RunRecord, read_json
+from reprolog._storage._recordfile import TERMINAL_STATUSES, read_json
+from reprolog._storage._recover import crashed_view, lock_is_free, recover, writer_is_dead
+from reprolog._store._record import RunRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -287,8 +283,6 @@ class Store:
     @staticmethod
     def _live_metrics(run_id: str, layout: RunLayout) -> pa.Table | None:
         """The points of a live run, or None when it finished (log gone) while we looked."""
-        from reprolog._storage._recover import read_live_table
-
         try:
             table, _ = read_live_table(layout, run_id)
         except FileNotFoundError:
