@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from reprolog._storage._layout import RunLayout
+
 __all__ = [
     "CONSOLE_FILE",
     "DEFAULT_LIMIT",
@@ -33,7 +35,7 @@ __all__ = [
     "tee_std_streams",
 ]
 
-CONSOLE_FILE = "console.jsonl"
+CONSOLE_FILE = RunLayout(Path()).console.name  # the file name, as the record names it
 ENV_LIMIT = "REPROLOG_CONSOLE_LIMIT"
 DEFAULT_LIMIT = 16 * 1024 * 1024
 # A "line" that never ends (binary output, a bar without newline for hours) is cut here.
@@ -410,6 +412,6 @@ class StdTee:
 def tee_std_streams(run_dir: Path, *, limit: int | None = None) -> StdTee:
     """Start recording this process's sys.stdout/sys.stderr into `run_dir/console.jsonl`."""
     recorder = ConsoleRecorder(
-        run_dir / CONSOLE_FILE, limit=limit_from_env() if limit is None else limit
+        RunLayout(run_dir).console, limit=limit_from_env() if limit is None else limit
     )
     return StdTee(recorder)

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from reprolog._storage._layout import RunLayout
+
 __all__ = ["drawn", "install", "replay_state", "section_facts"]
 
 MODULE = "numpy.random.bit_generator"
@@ -81,7 +83,7 @@ def _recorded_draws() -> list[int] | None:
     if not source:
         return None
     try:
-        doc = json.loads((Path(source) / "run.json").read_text())
+        doc = json.loads(RunLayout(Path(source)).record.read_text())
         seeds = (doc.get("sections") or {}).get("seeds") or {}
         return [int(h, 16) for h in seeds.get("numpy_entropy") or []]
     except (OSError, ValueError, TypeError, AttributeError):
