@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from reprolog._errors import ArgumentError
-from reprolog._fingerprint import _canonical as canonical
 from reprolog._fingerprint import _content as _fingerprint
+from reprolog._fingerprint import _sink
 from reprolog._fingerprint._content import describe_data, fingerprint
 from reprolog._storage import _filecache as filecache
 
@@ -155,7 +155,7 @@ def test_dict_order_does_not_matter_but_list_order_does() -> None:
 
 
 def test_large_arrays_use_a_thread_independent_tree() -> None:
-    a = np.random.default_rng(0).random((canonical._LEAF // 8) * 3 + 5)
+    a = np.random.default_rng(0).random((_sink.LEAF // 8) * 3 + 5)
     fp = fingerprint(a)
     assert fingerprint(a.copy()) == fp
     b = a.copy()

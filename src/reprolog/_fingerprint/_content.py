@@ -20,12 +20,12 @@ SAMPLE_SIZE = 1024  # items hashed from a map-style dataset over its budget
 DATASET_TIME_BUDGET = 10.0  # seconds to hash a map-style dataset in full before sampling
 DATASET_BYTE_BUDGET = 1 << 30  # bytes, likewise
 
-# The encoders live in reprolog._capture and are imported inside each function: `import reprolog`
-# imports this module, and must not pay for the capture package (git, platform probes) up front.
+# The encoders (`_canonical`, `_sink`) and the file hash cache are imported inside each function:
+# `import reprolog` imports this module and pays only for what a fingerprint actually needs.
 
 
 def _folder(path: Path) -> tuple[str, dict[str, Any]]:
-    from reprolog._fingerprint._canonical import Sink
+    from reprolog._fingerprint._sink import Sink
     from reprolog._storage._filecache import file_sha256
 
     sink = Sink()
@@ -71,7 +71,8 @@ def _sample_indices(n: int, k: int = SAMPLE_SIZE) -> list[int]:
 
 
 def _map_dataset(obj: Any, budget_s: float, budget_bytes: int) -> tuple[str, dict[str, Any]]:
-    from reprolog._fingerprint._canonical import Sink, encode
+    from reprolog._fingerprint._canonical import encode
+    from reprolog._fingerprint._sink import Sink
 
     n = len(obj)
     sink = Sink()
@@ -127,7 +128,8 @@ def _known_torch_dataset(
     torch = sys.modules.get("torch")
     if torch is None:
         return None
-    from reprolog._fingerprint._canonical import Sink, encode
+    from reprolog._fingerprint._canonical import encode
+    from reprolog._fingerprint._sink import Sink
 
     data = torch.utils.data
     if type(obj) is data.TensorDataset:
@@ -161,7 +163,8 @@ def _known_torch_dataset(
 
 
 def _fingerprint(obj: Any, budget_s: float, budget_bytes: int) -> tuple[str, dict[str, Any]]:
-    from reprolog._fingerprint._canonical import Sink, digest_of, encode
+    from reprolog._fingerprint._canonical import digest_of, encode
+    from reprolog._fingerprint._sink import Sink
     from reprolog._storage._filecache import file_sha256
 
     info: dict[str, Any] = {"method": "full"}
@@ -233,7 +236,7 @@ def _shape_info(obj: Any) -> dict[str, Any]:
             "length": obj.num_rows,
             "schema": {f.name: str(f.type) for f in obj.schema},
         }
-    if module == "pyarrow" and hasattr(obj, "type"):
+    if module == "pyarrow" and hasattr(obj, "type") and hasattr(obj, "__len__"):
         return {"kind": "pyarrow.Array", "length": len(obj), "dtype": str(obj.type)}
     info: dict[str, Any] = {"kind": "python"}
     if hasattr(obj, "__len__"):

@@ -1,15 +1,22 @@
-"""Canonical hashing of pyarrow tables/arrays and pandas frames/series, independent of chunking."""
+"""Canonical hashing of pyarrow tables/arrays and pandas frames/series, independent of chunking.
+
+The Python values inside a table (column names, nested Arrow items, object columns) are encoded
+by the `encode` the caller passes in (`_canonical.encode`), so this module imports only `_sink`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from reprolog._fingerprint._canonical import Sink, encode, encode_numpy
+from reprolog._fingerprint._sink import Sink, encode_plain_numpy
 
-__all__ = ["encode_arrow", "encode_pandas"]
+__all__ = ["Encode", "encode_arrow", "encode_pandas"]
+
+Encode = Callable[[Sink, Any], None]  # encodes one Python value into the sink
 
 
 def _fixed_width(arrow_type: Any) -> int:
@@ -21,7 +28,7 @@ def _fixed_width(arrow_type: Any) -> int:
     return bits // 8 if bits % 8 == 0 and arrow_type.num_buffers == 2 else 0
 
 
-def _arrow_chunks(sink: Sink, chunks: list[Any], arrow_type: Any) -> None:
+def _arrow_chunks(sink: Sink, chunks: list[Any], arrow_type: Any, encode: Encode) -> None:
     """Hash Arrow chunks so that the result does not depend on how the column is chunked."""
     pa = sys.modules["pyarrow"]
     np = sys.modules["numpy"]
@@ -73,7 +80,7 @@ def _arrow_chunks(sink: Sink, chunks: list[Any], arrow_type: Any) -> None:
     sink.nbytes += sum(c.nbytes for c in chunks)
 
 
-def encode_arrow(sink: Sink, obj: Any) -> None:
+def encode_arrow(sink: Sink, obj: Any, encode: Encode) -> None:
     pa = sys.modules["pyarrow"]
     if isinstance(obj, (pa.Table, pa.RecordBatch)):
         sink.text(b"type", "pyarrow.Table")
@@ -81,23 +88,23 @@ def encode_arrow(sink: Sink, obj: Any) -> None:
         for name, column in zip(obj.schema.names, obj.columns, strict=True):
             sink.text(b"col", name)
             chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-            _arrow_chunks(sink, chunks, column.type)
+            _arrow_chunks(sink, chunks, column.type, encode)
     elif isinstance(obj, pa.ChunkedArray):
         sink.text(b"type", "pyarrow.Array")
-        _arrow_chunks(sink, obj.chunks, obj.type)
+        _arrow_chunks(sink, obj.chunks, obj.type, encode)
     elif isinstance(obj, pa.Array):
         sink.text(b"type", "pyarrow.Array")
-        _arrow_chunks(sink, [obj], obj.type)
+        _arrow_chunks(sink, [obj], obj.type, encode)
     else:
         encode(sink, obj.as_py() if hasattr(obj, "as_py") else str(obj))
 
 
-def _pandas_values(sink: Sink, values: Any) -> None:
+def _pandas_values(sink: Sink, values: Any, encode: Encode) -> None:
     """Hash a Series' or Index's values: numpy bytes when numeric, else through Arrow."""
     np = sys.modules["numpy"]
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
-        encode_numpy(sink, values.to_numpy())
+        encode_plain_numpy(sink, values.to_numpy())
         return
     pa = sys.modules.get("pyarrow") or __import__("pyarrow")
     try:
@@ -108,26 +115,26 @@ def _pandas_values(sink: Sink, values: Any) -> None:
             encode(sink, None if item is getattr(sys.modules["pandas"], "NA", None) else item)
         return
     chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    _arrow_chunks(sink, chunks, arr.type)
+    _arrow_chunks(sink, chunks, arr.type, encode)
 
 
-def encode_pandas(sink: Sink, obj: Any) -> None:
+def encode_pandas(sink: Sink, obj: Any, encode: Encode) -> None:
     pd = sys.modules["pandas"]
     if isinstance(obj, pd.DataFrame):
         sink.text(b"type", "pandas.DataFrame")
         sink.field(b"shape", struct.pack("<2q", *obj.shape))
         sink.text(b"index", "")
-        _pandas_values(sink, obj.index)
+        _pandas_values(sink, obj.index, encode)
         for position in range(obj.shape[1]):
             encode(sink, obj.columns[position])
-            _pandas_values(sink, obj.iloc[:, position])
+            _pandas_values(sink, obj.iloc[:, position], encode)
     elif isinstance(obj, pd.Series):
         sink.text(b"type", "pandas.Series")
         encode(sink, obj.name)
-        _pandas_values(sink, obj.index)
-        _pandas_values(sink, obj)
+        _pandas_values(sink, obj.index, encode)
+        _pandas_values(sink, obj, encode)
     elif isinstance(obj, pd.Index):
         sink.text(b"type", "pandas.Index")
-        _pandas_values(sink, obj)
+        _pandas_values(sink, obj, encode)
     else:
         encode(sink, str(obj))  # pandas scalars such as Timestamp print canonically
