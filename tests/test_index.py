@@ -28,17 +28,17 @@ def finished(make_run: MakeRun) -> list[Run]:
 
 
 class Counter:
-    """Wraps Store._load_summary to count which runs a listing had to read."""
+    """Wraps the store reader's load_summary to count which runs a listing had to read."""
 
     def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.ids: list[str] = []
-        original = store._load_summary
+        original = store._reader.load_summary
 
         def counting(run_id: str) -> Any:
             self.ids.append(run_id)
             return original(run_id)
 
-        monkeypatch.setattr(store, "_load_summary", counting)
+        monkeypatch.setattr(store._reader, "load_summary", counting)
 
 
 def names(store: Store) -> list[str]:

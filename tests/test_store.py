@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -360,3 +361,63 @@ def test_store_views_are_pandas(three_runs: list[Run], store_dir: Path) -> None:
     assert isinstance(store.runs(), pd.DataFrame)
     assert isinstance(store.metrics(), pd.DataFrame)
     assert isinstance(store.sql("SELECT 1 AS x"), pd.DataFrame)
+
+
+# ------------------------------------------------------------------ the reader behind Store
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root: (size, mtime_ns), to show a reader wrote nothing."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_records_sql_and_store_share_one_reader(three_runs: list[Run], store_dir: Path) -> None:
+    from reprolog._store._reader import StoreReader
+
+    store = Store(store_dir)
+    rec = store.run("alpha")
+    assert rec._reader is store._reader  # a record reads its points through what made it
+    assert (
+        rec.metrics(keys="loss")["value"].tolist()
+        == store.metrics("alpha", "loss")["value"].tolist()
+    )
+    # The store of a run folder, without the caller knowing the layout.
+    again = StoreReader.record_at(rec.dir)
+    assert (again.id, again.dir) == (rec.id, rec.dir)
+    assert StoreReader.of_run_dir(rec.dir).layout == store._layout
+    assert Store._of_run_dir(rec.dir).dir == store.dir
+
+
+def test_a_read_only_reader_never_writes(
+    make_run: MakeRun, store_dir: Path, tmp_path: Path, run_script: Callable[..., Any]
+) -> None:
+    done = make_run("done")
+    done.log({"loss": 1.0}, step=0)
+    done.finish()
+    proc = run_script(
+        f"""
+        import os, signal, reprolog
+        run = reprolog.init("dead", dir={str(store_dir)!r}, capture=False)
+        for step in range(20):
+            run.log({{"loss": 1.0 / (step + 1)}}, step=step)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == -9, proc.stderr
+    before = _tree(store_dir)
+    store = Store(store_dir, read_only=True)
+    rows = store.runs().set_index("name")
+    assert rows.loc["dead", "status"] == "crashed"  # viewed crashed, in memory
+    rec = store.run("dead")
+    assert rec.status == "crashed" and rec._reader is store._reader
+    assert len(rec.metrics()) == 20  # read from its log
+    assert store.sql("SELECT count(*) AS n FROM metrics")["n"].iloc[0] == 21
+    assert store.sql("SELECT count(*) AS n FROM artifacts")["n"].iloc[0] == 0
+    assert _tree(store_dir) == before  # nothing recovered, compacted or indexed on disk
+    assert Store(store_dir).run("dead").status == "crashed"  # a writer-mode store recovers it
+    assert _tree(store_dir) != before

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import reprolog
-from reprolog._storage._layout import RunLayout
 from reprolog._ui._cache import SeriesCache
 from reprolog._ui._data import Provider
 from reprolog._ui._series import series
@@ -105,7 +104,7 @@ def test_a_changed_metrics_file_is_read_again(tmp_path: Path) -> None:
     run_id = _finished(root, "changing", 2000, 7)
     provider = Provider(root)
     before = _body(provider, [run_id], width=4000)
-    path = RunLayout(provider.store.layout.run_dir(run_id)).metrics
+    path = provider.store._layout.run_layout(run_id).metrics
     table = pq.read_table(path)
     keep = pc.less(table.column("step"), 1000)
     doubled = table.set_column(

@@ -65,10 +65,10 @@ def store_from(ctx: click.Context) -> Store:
 
 def _no_store_message(option: str | None, exc: StoreError) -> str:
     """Say where the command looked for a store, in its own terms (--dir, $REPROLOG_DIR)."""
-    from reprolog._storage._layout import ENV_DIR, STORE_DIRNAME
+    from reprolog._storage._layout import ENV_DIR, STORE_DIRNAME, StoreLayout
 
     path = exc.path or option
-    if path is not None and Path(path, "runs").is_dir():
+    if path is not None and StoreLayout(Path(path)).runs.is_dir():
         return str(exc)  # a store is there: the library's message says what is wrong with it
     if option is not None:
         return f"no reprolog store found at {path} (named by --dir); a run creates one"

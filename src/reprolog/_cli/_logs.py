@@ -35,12 +35,14 @@ def logs(ctx: click.Context, run: str, follow: bool, stream: str, timestamps: bo
       reprolog logs baseline --follow
       reprolog logs 01jb2 --stream stderr -t
     """
-    from reprolog._capture.console import CONSOLE_FILE, iter_console
+    from reprolog._capture.console import iter_console
+    from reprolog._storage._layout import RunLayout
     from reprolog._storage._recordfile import read_json
 
     store = store_from(ctx)
     record = store.run(run)
-    path = record.dir / CONSOLE_FILE
+    layout = RunLayout(record.dir)
+    path = layout.console
     if not follow and not path.exists():
         console = record.section("console")
         why = "it was recorded with the console off" if not console else "it printed nothing"
@@ -63,7 +65,7 @@ def logs(ctx: click.Context, run: str, follow: bool, stream: str, timestamps: bo
             return
         if not printed:
             try:
-                status = read_json(record.dir / "run.json").get("status")
+                status = read_json(layout.record).get("status")
             except Exception:
                 status = None
             if status != "running":

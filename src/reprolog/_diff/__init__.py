@@ -140,11 +140,12 @@ def __getattr__(name: str) -> Any:
 
 def _points(record: Any) -> Any:
     """A run's points as a pyarrow Table (no pandas round trip: it costs more than the diff)."""
-    from reprolog._store._store import Store
+    from reprolog._store._reader import StoreReader
 
-    # The record's own store, when it has one: a read-only store (the UI's) stays read-only.
-    store = getattr(record, "_store", None) or Store(Path(record.dir).parent.parent)
-    return store.metrics_table(runs=[record.id])
+    # The reader that made the record, when it has one: a read-only store (the UI's) stays
+    # read-only.
+    reader = getattr(record, "_reader", None) or StoreReader.of_run_dir(record.dir)
+    return reader.metrics_table([record.id])
 
 
 def _open_store(store: Store | str | os.PathLike[str] | None) -> Store:
@@ -160,10 +161,9 @@ def _as_record(ref: Any) -> Any:
     run_dir = getattr(ref, "dir", None)
     run_id = getattr(ref, "id", None)
     if run_dir is not None and isinstance(run_id, str):
-        from reprolog._store._store import Store
+        from reprolog._store._reader import StoreReader
 
-        # A run folder sits at <store>/runs/<id>.
-        return Store(Path(os.fspath(run_dir)).parent.parent).run(run_id)
+        return StoreReader.of_run_dir(run_dir).run(run_id)
     raise ArgumentError(
         f"a run must be an id, prefix or name (str), a RunRecord or a Run; got {type(ref).__name__}"
     )

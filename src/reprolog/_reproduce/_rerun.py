@@ -58,7 +58,6 @@ def apply_code(record: RunRecord, root: Path, tree: str) -> list[str]:
     """Apply the recorded patch in the tree; return what could not be rebuilt exactly."""
     from reprolog._storage._hashing import sha256_fileobj
     from reprolog._store._export import patch
-    from reprolog._store._record import RunRecord
 
     code = record.section("code")
     notes: list[str] = []
@@ -70,7 +69,7 @@ def apply_code(record: RunRecord, root: Path, tree: str) -> list[str]:
         # Keep the untracked files: give the patch builder the record without the tracked diff.
         raw = json.loads(json.dumps(record.raw))
         raw["sections"]["code"].update(diff="", diff_truncated=False)
-        record = RunRecord(raw, record.dir)
+        record = record._with_raw(raw)
     elif REDACTED in str(code.get("diff") or ""):
         notes.append("the recorded diff had secrets masked: those lines differ from the original")
     text = patch(record)
@@ -169,6 +168,7 @@ def _new_run(report: str, store: Store, original: str) -> str | None:
     except (OSError, ValueError, KeyError):
         pass
     for run_id in reversed(store.run_ids()):
-        if store.run(run_id).tags.get("reproduces") == original:
-            return str(store.dir / "runs" / run_id)
+        record = store.run(run_id)
+        if record.tags.get("reproduces") == original:
+            return str(record.dir)
     return None

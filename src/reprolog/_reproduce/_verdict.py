@@ -6,7 +6,6 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprolog._reproduce._model import Cause, CheckpointComparison, Reproduction
@@ -47,13 +46,12 @@ def judge(
 ) -> None:
     """Diff the original against the re-run and set the verdict, divergences and causes."""
     from reprolog._diff import MetricStatus
-    from reprolog._store._store import Store
+    from reprolog._store._reader import StoreReader
 
     if new_dir is None:
         out.verdict = "failed"
         return
-    run_dir = Path(new_dir)
-    new = Store(run_dir.parent.parent).run(run_dir.name)
+    new = StoreReader.record_at(new_dir)
     out.new = new.id
     if out.error is not None or new.status not in ("completed", original.status):
         out.verdict = "failed"

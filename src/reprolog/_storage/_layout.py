@@ -112,6 +112,15 @@ class StoreLayout:
         if not self.meta.exists():
             write_text(self.meta, f'{{"format_version": {STORE_FORMAT_VERSION}}}\n')
 
+    def run_layout(self, run_id: str) -> RunLayout:
+        """The paths of one run of this store."""
+        return RunLayout(self.run_dir(run_id))
+
+    def blob_paths(self) -> list[Path]:
+        """Every file under the blob folders (`blobs/sha256/<2 hex>/<sha256>`), sorted."""
+        tree = self.blobs / "sha256"
+        return sorted(p for p in tree.glob("*/*") if p.is_file()) if tree.is_dir() else []
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -175,3 +184,41 @@ class RunLayout:
     @property
     def heartbeat(self) -> Path:
         return self.dir / "heartbeat"
+
+    @property
+    def run_id(self) -> str:
+        """The id of this run: its folder's name."""
+        return self.dir.name
+
+    def rank_dir(self, rank: int, generation: int = 1) -> Path:
+        """`log/rank-<r>/` for a rank's first writer, `log/rank-<r>-<n>/` for its n-th."""
+        name = f"rank-{rank}" if generation == 1 else f"rank-{rank}-{generation}"
+        return self.log_dir / name
+
+    @property
+    def record_lock(self) -> Path:
+        """`log/record.lock`: held by the process of a launched job that writes the record."""
+        return self.log_dir / "record.lock"
+
+    def worker_dir(self, pid: int) -> Path:
+        """`log/worker-<pid>/`: a job's worker process that called init() (never compacted)."""
+        return self.log_dir / f"worker-{pid}"
+
+    def worker_dirs(self) -> list[Path]:
+        return sorted(self.log_dir.glob("worker-*"))
+
+    @staticmethod
+    def writer_lock(folder: Path) -> Path:
+        """The lock the live writer of a rank (or seat) log folder holds for its life."""
+        return folder / "lock"
+
+    @staticmethod
+    def writer_heartbeat(folder: Path) -> Path:
+        """The heartbeat of a rank (or seat) log folder's writer."""
+        return folder / "heartbeat"
+
+    @property
+    def published(self) -> Path:
+        """published.json: per publish target, the state (pending/snapshot/done) and the files
+        known to be there; never published itself (see `_storage._publish`)."""
+        return self.dir / "published.json"

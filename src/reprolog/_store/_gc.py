@@ -8,10 +8,15 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from reprolog._storage._layout import StoreLayout
+    from reprolog._store._store import Store
 
 # Only runs that ended badly are removed; completed and interrupted runs are kept (an interrupted
 # run is often a deliberate early stop whose checkpoints someone wants).
@@ -40,7 +45,7 @@ class GcReport:
 
 
 def collect(
-    store: Any,
+    store: Store,
     *,
     older_than_days: float | None = None,
     dry_run: bool = False,
@@ -70,7 +75,7 @@ def collect(
         raise ArgumentError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
     now = time.time() if now is None else now
     cutoff = None if older_than_days is None else now - older_than_days * 86400.0
-    root = Path(store.dir)
+    layout = store._layout
     report = GcReport(dry_run=dry_run)
 
     # Store.runs() also recovers runs whose process died, so "crashed" is up to date here.
@@ -80,7 +85,7 @@ def collect(
         when = _float(row.get("end")) or _float(row.get("start"))
         old_enough = cutoff is None or (when is not None and when < cutoff)
         if row.get("status") in REMOVABLE_STATUSES and old_enough:
-            folder = root / "runs" / run_id
+            folder = layout.run_dir(run_id)
             report.runs.append(run_id)
             report.bytes += _size(folder)
             if not dry_run:
@@ -88,27 +93,26 @@ def collect(
 
     # Every other run folder keeps its blobs, also one the runs table could not read.
     removed = set(report.runs)
-    runs_dir = root / "runs"
+    runs_dir = layout.runs
     keep = (
         [p.name for p in runs_dir.iterdir() if p.name not in removed] if runs_dir.is_dir() else []
     )
-    referenced = _referenced_hashes(root, keep)
+    referenced = _referenced_hashes(layout, keep)
     blob_cutoff = min(now - BLOB_GRACE_SECONDS, cutoff if cutoff is not None else now)
-    blobs = root / "blobs" / "sha256"
-    for blob in sorted(blobs.glob("*/*")) if blobs.is_dir() else []:
-        if blob.name in referenced or not blob.is_file():
+    for blob in layout.blob_paths():
+        if blob.name in referenced:
             continue
         stat = blob.stat()
         if stat.st_mtime >= blob_cutoff:
             continue
-        report.blobs.append(blob.relative_to(root).as_posix())
+        report.blobs.append(blob.relative_to(layout.root).as_posix())
         report.bytes += stat.st_size
         if not dry_run:
             blob.unlink(missing_ok=True)
     return report
 
 
-def _referenced_hashes(root: Path, run_ids: list[str]) -> set[str]:
+def _referenced_hashes(layout: StoreLayout, run_ids: list[str]) -> set[str]:
     """Every sha256 written anywhere in the kept runs' records.
 
     Scanning the whole record text, not only ``artifacts[].blob``, keeps any blob that a section
@@ -117,7 +121,7 @@ def _referenced_hashes(root: Path, run_ids: list[str]) -> set[str]:
     found: set[str] = set()
     for run_id in run_ids:
         try:
-            text = (root / "runs" / run_id / "run.json").read_bytes()
+            text = layout.run_layout(run_id).record.read_bytes()
         except OSError:
             continue
         found.update(m.decode() for m in _HEX64.findall(text))

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from reprolog._storage._layout import RunLayout
+from reprolog._store._frames import metrics_frame
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
-    from reprolog._store._store import Store
+
+class PointsReader(Protocol):
+    """What a record needs of the reader that made it (`StoreReader`): its points.
+
+    A protocol, not an import of `_reader`: the reader builds records, so it imports this module.
+    """
+
+    def metrics_table(
+        self, runs: Iterable[str] | str | None = None, keys: Iterable[str] | str | None = None
+    ) -> pa.Table: ...
 
 
 class RunRecord:
@@ -24,10 +37,15 @@ class RunRecord:
         >>> rec.params["optimizer.lr"], rec.metrics(keys=["loss"]).tail(1)   # doctest: +SKIP
     """
 
-    def __init__(self, raw: dict[str, Any], dir: Path, store: Store | None = None) -> None:
+    def __init__(self, raw: dict[str, Any], layout: RunLayout, reader: PointsReader) -> None:
         self.raw = raw
-        self.dir = dir
-        self._store = store
+        self._layout = layout
+        self.dir = layout.dir
+        self._reader = reader  # the reader that made it: a read-only store's stays read-only
+
+    def _with_raw(self, raw: dict[str, Any]) -> RunRecord:
+        """This run with another record (an edited copy), read through the same reader."""
+        return RunRecord(raw, self._layout, self._reader)
 
     def __repr__(self) -> str:
         return f"RunRecord(id={self.id!r}, name={self.name!r}, status={self.status!r})"
@@ -103,12 +121,12 @@ class RunRecord:
         """
         import pandas as pd
 
-        from reprolog._capture.console import CONSOLE_FILE, iter_console
+        from reprolog._capture.console import iter_console
 
         names = {"o": "stdout", "e": "stderr", "r": "reprolog"}
         rows = [
             (t, names.get(stream, stream), text)
-            for _, (t, stream, text) in iter_console(self.dir / CONSOLE_FILE)
+            for _, (t, stream, text) in iter_console(self._layout.console)
         ]
         frame = pd.DataFrame(rows, columns=["time", "stream", "text"])
         frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
@@ -116,7 +134,4 @@ class RunRecord:
 
     def metrics(self, keys: list[str] | str | None = None) -> pd.DataFrame:
         """This run's points as a long DataFrame: run_id, key, step, epoch, value, time."""
-        from reprolog._store._store import Store
-
-        store = self._store or Store(self.dir.parent.parent)
-        return store.metrics(runs=[self.id], keys=keys)
+        return metrics_frame(self._reader.metrics_table([self.id], keys))

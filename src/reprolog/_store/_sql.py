@@ -7,15 +7,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError, CorruptFileError, QueryError
-from reprolog._storage._layout import RunLayout
+from reprolog._store._frames import runs_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from reprolog._store._store import Store
+    from reprolog._store._reader import StoreReader
 
 
-def run_sql(store: Store, query: str) -> pd.DataFrame:
+def run_sql(reader: StoreReader, query: str) -> pd.DataFrame:
     """`Store.sql`: see its docstring."""
     if not isinstance(query, str) or not query.strip():
         raise ArgumentError(f"sql() takes a non-empty SQL string, got {query!r}")
@@ -23,7 +23,7 @@ def run_sql(store: Store, query: str) -> pd.DataFrame:
 
     con = duckdb.connect()
     try:
-        files, live = _register_views(store, con, _views_used(query))
+        files, live = _register_views(reader, con, _views_used(query))
         while True:
             try:
                 # Created here, inside the retry: DuckDB reads the files' schemas right away.
@@ -35,13 +35,13 @@ def run_sql(store: Store, query: str) -> pd.DataFrame:
                 bad = next((f for f in files if f in str(exc)), None)
                 if bad is None:
                     raise QueryError(f"SQL error: {exc}") from None
-                store._problem(f"{bad}: unreadable metrics file: {exc}")
+                reader.problem(f"{bad}: unreadable metrics file: {exc}")
                 files.remove(bad)
     finally:
         con.close()
 
 
-def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], bool]:
+def _register_views(reader: StoreReader, con: Any, used: set[str]) -> tuple[list[str], bool]:
     """Register the views the query names, except `metrics` (see `_create_metrics_view`).
 
     Returns the Parquet files behind `metrics`, and whether live runs' points join them.
@@ -51,8 +51,8 @@ def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], 
     """
     import pandas as pd
 
-    summaries = store._summaries()  # read once: both `runs` and `params` come from them
-    runs = store._runs_frame(summaries)
+    summaries = reader.summaries()  # read once: both `runs` and `params` come from them
+    runs = runs_frame(summaries)
     con.register("runs", runs)
     params_rows: list[tuple[str, str, str, float | None]] = []
     artifact_rows: list[dict[str, Any]] = []
@@ -71,23 +71,14 @@ def _register_views(store: Store, con: Any, used: set[str]) -> tuple[list[str], 
     )
     for run_id in runs["id"] if "artifacts" in used else []:
         try:
-            record = store._load_record(run_id)
+            record = reader.load_record(run_id)
         except CorruptFileError as exc:
-            store._problem(str(exc))
+            reader.problem(str(exc))
             continue
         for art in record.get("artifacts") or []:
             artifact_rows.append({"run_id": run_id, **{k: art.get(k) for k in ARTIFACT_FIELDS}})
     con.register("artifacts", pd.DataFrame(artifact_rows, columns=["run_id", *ARTIFACT_FIELDS]))
-    files: list[str] = []
-    live = []
-    for run_id in runs["id"] if "metrics" in used else []:
-        layout = RunLayout(store.layout.run_dir(run_id))
-        if layout.log_dir.is_dir():  # a live run: its points are still in the log
-            table = store._run_metrics(run_id, None)
-            if table is not None and table.num_rows:
-                live.append(table)
-        elif layout.metrics.exists():
-            files.append(str(layout.metrics))
+    files, live = reader.metric_sources(runs["id"] if "metrics" in used else [])
     if live:
         import pyarrow as pa
 

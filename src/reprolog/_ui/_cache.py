@@ -7,8 +7,6 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from reprolog._storage._layout import RunLayout
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -33,7 +31,8 @@ def decode(store: Store, run_id: str, x: str, keys: list[str] | None) -> Curves:
     import numpy as np
     import pyarrow.compute as pc
 
-    layout = RunLayout(store.layout.run_dir(run_id))
+    reader = store._reader
+    layout = reader.layout.run_layout(run_id)
     table = None
     if not layout.log_dir.is_dir() and layout.metrics.exists():
         # A finished run: one plain read of the three columns (one row group per file, and
@@ -44,10 +43,10 @@ def decode(store: Store, run_id: str, x: str, keys: list[str] | None) -> Curves:
         try:
             table = pq.ParquetFile(layout.metrics).read(columns=["key", column, "value"])
         except (OSError, ValueError) as exc:
-            store._problem(f"{layout.metrics}: unreadable metrics file: {exc}")
+            reader.problem(f"{layout.metrics}: unreadable metrics file: {exc}")
             return {}
     else:
-        table = store._run_metrics(run_id, keys)
+        table = reader.run_metrics(run_id, keys)
     out: Curves = {}
     if table is None or table.num_rows == 0:
         return out
@@ -152,7 +151,7 @@ class SeriesCache:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
 
     def curves(self, run_id: str, keys: list[str], x: str) -> Curves:
-        layout = RunLayout(self.store.layout.run_dir(run_id))
+        layout = self.store._layout.run_layout(run_id)
         if layout.log_dir.is_dir():
             return decode(self.store, run_id, x, keys)
         try:

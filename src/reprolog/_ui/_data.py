@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError, RunNotFoundError
-from reprolog._storage._layout import RunLayout
+from reprolog._store._frames import runs_frame
 from reprolog._store._store import Store
 from reprolog._ui._cache import SeriesCache
 from reprolog._ui._runs import RunsCache, _duration, _runs_body, clean
+
+if TYPE_CHECKING:
+    from reprolog._store._record import RunRecord
 
 #: the most console lines one /runs/<ref>/console.json answer carries
 CONSOLE_TAIL = 5000
@@ -44,17 +47,12 @@ class Provider:
     # ------------------------------------------------------------------ lookup
 
     def resolve(self, ref: str) -> str:
-        if ref in self.runs_cache.ids() and (self.store.layout.runs / ref).is_dir():
+        if ref in self.runs_cache.ids() and self.store._layout.run_dir(ref).is_dir():
             return ref
         return self.store.resolve(ref)
 
-    def record(self, ref: str) -> Any:
-        run_id = self.resolve(ref)
-        from reprolog._store._record import RunRecord
-
-        return RunRecord(
-            self.store._load_record(run_id), self.store.layout.run_dir(run_id), self.store
-        )
+    def record(self, ref: str) -> RunRecord:
+        return self.store._reader.record(self.resolve(ref))
 
     # ------------------------------------------------------------------ runs table
 
@@ -90,7 +88,7 @@ class Provider:
 
         cache = self.runs_cache
         if cache._frame is None:
-            cache._frame = Store._runs_frame(rows)
+            cache._frame = runs_frame(rows)
         # No file access from a user's predicate: it sees only the runs table.
         con = duckdb.connect(config={"enable_external_access": False, "lock_configuration": True})
         try:
@@ -120,7 +118,7 @@ class Provider:
         env = sections.get("environment") or {}
         packages = env.get("packages") or {}
         summary = rec.metrics_summary
-        if rec.status == "running" or (RunLayout(rec.dir).log_dir.is_dir() and not summary):
+        if rec.status == "running" or (rec._layout.log_dir.is_dir() and not summary):
             from reprolog._storage._encode import summarize
 
             summary = summarize(self.store.metrics_table(runs=[rec.id]))
@@ -207,7 +205,7 @@ class Provider:
         """
         import collections
 
-        from reprolog._capture.console import CONSOLE_FILE, iter_console
+        from reprolog._capture.console import iter_console
 
         if offset < 0 or not 1 <= tail <= CONSOLE_TAIL:
             raise ArgumentError(
@@ -217,7 +215,7 @@ class Provider:
         lines: collections.deque[list[Any]] = collections.deque(maxlen=tail)
         seen = 0
         end = offset
-        for after, (t, stream, text) in iter_console(rec.dir / CONSOLE_FILE, offset=offset):
+        for after, (t, stream, text) in iter_console(rec._layout.console, offset=offset):
             lines.append([t, stream, text])
             end = after
             seen += 1

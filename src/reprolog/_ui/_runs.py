@@ -63,7 +63,7 @@ class RunsCache:
     def _scan(self) -> dict[str, int]:
         out = {}
         try:
-            entries = list(os.scandir(self.store.layout.runs))
+            entries = list(os.scandir(self.store._layout.runs))
         except FileNotFoundError:
             return {}
         for e in entries:
@@ -83,7 +83,7 @@ class RunsCache:
         `FULL_SCAN_S` seconds as a backstop.
         """
         try:
-            top = os.stat(self.store.layout.runs).st_mtime_ns
+            top = os.stat(self.store._layout.runs).st_mtime_ns
         except FileNotFoundError:
             return None
         now = time.monotonic()
@@ -94,7 +94,7 @@ class RunsCache:
         for run_id, (_, row) in self._rows.items():
             if row.get("status") in ("running", "crashed"):
                 try:
-                    scan[run_id] = os.stat(self.store.layout.run_dir(run_id)).st_mtime_ns
+                    scan[run_id] = os.stat(self.store._layout.run_dir(run_id)).st_mtime_ns
                 except FileNotFoundError:
                     del scan[run_id]
         return scan
@@ -106,7 +106,7 @@ class RunsCache:
             scan = quick if quick is not None else self._scan()
             changed = False
             if not self._loaded:  # first time: the on-disk index makes a cold start cheap
-                for row in self.store._summaries():
+                for row in self.store._reader.summaries():
                     if row.get("id") in scan:
                         self._rows[row["id"]] = (scan[row["id"]], row)
                 self._loaded = changed = True
@@ -117,7 +117,7 @@ class RunsCache:
                 known = self._rows.get(run_id)
                 if known and known[0] == mtime and known[1].get("status") != "running":
                     continue
-                loaded = self.store._load_summary(run_id)
+                loaded = self.store._reader.load_summary(run_id)
                 changed = True
                 if loaded is None:
                     self._rows.pop(run_id, None)
