@@ -162,3 +162,53 @@ def test_attaching_to_a_finished_run_or_twice_is_refused(
     run.finish()
     with pytest.raises(reprolog.RunStateError, match="not running"):
         reprolog.attach(run.id, rank=2, dir=run.store_dir)
+
+
+def test_a_rank_is_found_by_id_prefix_or_name_without_the_read_side(
+    make_run: Callable[..., reprolog.Run], store_dir: Path
+) -> None:
+    run = make_run("ranked")
+    with reprolog.attach(run.id[:20], rank=1, dir=store_dir) as writer:
+        assert writer.run_id == run.id
+    with reprolog.attach("ranked", rank=2, dir=store_dir) as writer:
+        assert writer.run_id == run.id
+    with pytest.raises(reprolog.RunNotFoundError):
+        reprolog.attach("no-such-run", rank=1, dir=store_dir)
+    run.finish()
+
+
+PROCESS_HOOKS_SCRIPT = """
+import atexit, json, os, threading
+calls = {"atexit": 0, "fork": 0}
+register, at_fork = atexit.register, os.register_at_fork
+def counting_register(fn, *a, **k):
+    calls["atexit"] += (getattr(fn, "__module__", None) or "").startswith("reprolog")
+    return register(fn, *a, **k)
+def counting_at_fork(**k):
+    child = k.get("after_in_child")
+    calls["fork"] += (getattr(child, "__module__", None) or "").startswith("reprolog")
+    return at_fork(**k)
+atexit.register, os.register_at_fork = counting_register, counting_at_fork
+import reprolog
+run = reprolog.init(dir=os.environ["STORE"], capture=False)
+threads = [
+    threading.Thread(target=lambda r=r: reprolog.attach(run.id, rank=r, dir=run.store_dir).close())
+    for r in (1, 2, 3)
+]
+for t in threads: t.start()
+for t in threads: t.join()
+second = reprolog.init(dir=os.environ["STORE"], capture=False)
+second.finish()
+print(json.dumps(calls))
+"""
+
+
+def test_runs_and_rank_writers_share_one_set_of_process_hooks(
+    tmp_path: Path, store_dir: Path, run_script: Callable[..., Any]
+) -> None:
+    import json
+
+    proc = run_script(PROCESS_HOOKS_SCRIPT, cwd=tmp_path, STORE=str(store_dir), check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"atexit": 1, "fork": 1}
+    record = reprolog.Store(store_dir).runs()
+    assert sorted(record["status"]) == ["completed", "completed"]  # the first ended at exit

@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from reprolog._storage import _locks
 from reprolog._storage._layout import ENV_DIR, RunLayout, StoreLayout
+from reprolog._storage._livelog import claim_rank_folder
 from reprolog._storage._recordfile import read_json, write_json_atomic
+from reprolog._storage._recover import lock_is_free
 
 if TYPE_CHECKING:
     from reprolog._run._run import Run
@@ -78,8 +80,6 @@ def take_seat(store: StoreLayout) -> Seat | None:
     None (make a run of one's own) when no job is named, the store differs, the run is not
     live, or the record writer's seat is taken by another process of the job.
     """
-    from reprolog._run._rank import _claim_folder
-    from reprolog._storage._recover import lock_is_free
 
     run_id = os.environ.get(ENV_RUN, "").strip()
     env_dir = os.environ.get(ENV_DIR)
@@ -101,7 +101,7 @@ def take_seat(store: StoreLayout) -> Seat | None:
                 return _worker_seat(layout, run_id, record)
             fds.append(fd)
             record = read_json(layout.record)  # the last seat's facts, now that we hold it
-        folder, folder_fd = _claim_folder(layout, rank, run_id)
+        folder, folder_fd = claim_rank_folder(layout, rank, run_id)
         fds.append(folder_fd)
     except Exception as exc:  # never let a stale or odd job block the user's own run
         logger.warning("reprolog: could not join the launched run %s (%s)", run_id, exc)
@@ -127,8 +127,7 @@ def leave(run: Run, status: str, error: BaseException | None) -> None:
 
     seat = run._seat
     assert seat is not None
-    run._flusher.stop()
-    run._metrics.close()
+    run._live.close()
     run._artifacts.shutdown()
     if seat.writes_record:
         with run._record_lock:

@@ -6,7 +6,6 @@ once, at the first run, so that no run stays "running" after its process is gone
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
@@ -15,6 +14,8 @@ import threading
 import time
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from reprolog._run import _hooks
 
 if TYPE_CHECKING:
     from reprolog._run._run import Run
@@ -53,6 +54,7 @@ class Signal(KeyboardInterrupt):
 
 
 _hooks_installed = False
+_install_lock = threading.Lock()
 _previous_excepthook = sys.excepthook
 _previous_sigterm: Any = None
 _signal_received: str | None = None
@@ -199,16 +201,22 @@ def _after_fork_in_child() -> None:
 
 def _install_process_hooks() -> None:
     """Once per process: atexit, excepthook and SIGTERM end every live run with a true status."""
-    global _hooks_installed, _previous_excepthook, _previous_sigterm, _original_exit
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_at_exit)
+    global _hooks_installed
+    _hooks.at_exit(_at_exit)
+    _hooks.in_forked_child(_after_fork_in_child)
+    with _install_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        _install_status_hooks()
+
+
+def _install_status_hooks() -> None:
+    global _previous_excepthook, _previous_sigterm, _original_exit
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     _original_exit = sys.exit
     sys.exit = _exit_noting
-    os.register_at_fork(after_in_child=_after_fork_in_child)
     if threading.current_thread() is threading.main_thread():
         try:
             current = signal.getsignal(signal.SIGTERM)

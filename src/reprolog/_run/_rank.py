@@ -7,27 +7,29 @@ the run finishes, compaction merges every rank's points with a `rank` column.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
 import weakref
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reprolog._errors import ArgumentError, RunStateError
-from reprolog._storage import _locks
-from reprolog._storage._flusher import Flusher
-from reprolog._storage._layout import RunLayout
+from reprolog._errors import (
+    AmbiguousRunError,
+    ArgumentError,
+    CorruptFileError,
+    RunNotFoundError,
+    RunStateError,
+)
+from reprolog._run import _hooks
+from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._storage._livelog import LiveLog, claim_rank_folder
 from reprolog._storage._recordfile import read_json
 from reprolog._storage._recover import lock_is_free
-from reprolog._storage._writer import MetricWriter
 
 _open: weakref.WeakSet[RankWriter] = weakref.WeakSet()
-_hooks_lock = threading.Lock()
-_hooks_installed = False
+_open_lock = threading.Lock()
 
 
 def attach(run: str, *, rank: int, dir: str | os.PathLike[str] | None = None) -> RankWriter:
@@ -65,12 +67,10 @@ class RankWriter:
             raise ArgumentError(
                 f"rank must be an int >= 1 (rank 0 is the run itself), got {rank!r}"
             )
-        from reprolog._store._store import Store
-
-        store = Store(dir)
-        self.run_id = store.resolve(run)
+        store = StoreLayout(resolve_store_dir(dir, must_exist=True))
+        self.run_id = _find_run(store, run)
         self.rank = rank
-        layout = RunLayout(store.layout.run_dir(self.run_id))
+        layout = RunLayout(store.run_dir(self.run_id))
         record = read_json(layout.record)
         if record.get("status") != "running" or lock_is_free(layout):
             raise RunStateError(
@@ -78,16 +78,19 @@ class RankWriter:
                 "rank writers can only attach to a live run",
                 run_id=self.run_id,
             )
-        self.dir, lock_fd = _claim_folder(layout, rank, self.run_id)
-        self._lock_fd: int | None = lock_fd
-        self._pid = os.getpid()
-        self._metrics = MetricWriter(self.dir, self._closed_error)
-        interval = float(record.get("flush_interval") or 1.0)
-        self._flusher = Flusher(self._metrics.flush, self.dir / "heartbeat", interval)
-        self._flusher.beat()
-        self._flusher.start()
-        _open.add(self)
-        _install_hooks()
+        self.dir, lock_fd = claim_rank_folder(layout, rank, self.run_id)
+        self._live = LiveLog(
+            self.dir,
+            heartbeat=RunLayout.writer_heartbeat(self.dir),
+            interval=float(record.get("flush_interval") or 1.0),
+            closed_error=self._closed_error,
+            lock_fd=lock_fd,
+        )
+        self._metrics = self._live.writer
+        with _open_lock:
+            _open.add(self)
+        _hooks.at_exit(_close_all)
+        _hooks.in_forked_child(_detach_in_child)
 
     def __repr__(self) -> str:
         state = "closed" if self._metrics.closed else "open"
@@ -113,14 +116,10 @@ class RankWriter:
 
     def close(self) -> None:
         """Flush and release this rank's log; later `log()` calls raise. Idempotent."""
-        if self._pid != os.getpid():
-            return
-        self._flusher.stop()
-        self._metrics.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-        _open.discard(self)
+        self._live.close()
+        self._live.release()
+        with _open_lock:
+            _open.discard(self)
 
     def _closed_error(self) -> RunStateError:
         return RunStateError(
@@ -148,45 +147,53 @@ def _log_failure(what: str, error: BaseException) -> None:
     )
 
 
-def _claim_folder(layout: RunLayout, rank: int, run_id: str) -> tuple[Path, int]:
-    """Create and lock this rank's log folder: `rank-<r>`, or `rank-<r>-<n>` on re-attach.
+def _find_run(store: StoreLayout, ref: str) -> str:
+    """The id of the run `ref` names: a full id, a unique id prefix, or a run name.
 
-    A rank may attach again after closing (e.g. fit, then test, in one run); each writer gets
-    a fresh folder so its chunk numbering and key dictionary start clean. A folder whose lock
-    is held belongs to a live writer of the same rank: that is refused.
+    The write side's own lookup (from the run folders and their records, never the read
+    side's index), with the same rules and errors as `Store.resolve`.
     """
-    for generation in range(1, 10_000):
-        name = f"rank-{rank}" if generation == 1 else f"rank-{rank}-{generation}"
-        folder = layout.log_dir / name
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            if not _locks.is_free(folder / "lock"):
-                raise RunStateError(
-                    f"rank {rank} is already attached to run {run_id} ({folder})", run_id=run_id
-                ) from None
-            continue
-        return folder, _locks.hold(folder / "lock")
-    raise RunStateError(f"rank {rank} attached too many times to run {run_id}", run_id=run_id)
+    if not isinstance(ref, str) or not ref:
+        raise ArgumentError(f"a run is named by a non-empty id, id prefix or name; got {ref!r}")
+    ids = sorted(p.name for p in store.runs.iterdir() if p.is_dir()) if store.runs.is_dir() else []
+    if ref in ids:
+        return ref
+    matches = [i for i in ids if i.startswith(ref.lower())]
+    if not matches:
+        matches = [i for i in ids if _name_of(RunLayout(store.run_dir(i))) == ref]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFoundError(
+            f"no run matches {ref!r} (as an id, id prefix or name) in {store.root}",
+            query=ref,
+            path=str(store.root),
+        )
+    raise AmbiguousRunError(
+        f"{ref!r} matches {len(matches)} runs: {', '.join(matches[:10])}"
+        + (" ..." if len(matches) > 10 else "")
+        + "; give more characters of the id",
+        query=ref,
+        candidates=matches,
+    )
+
+
+def _name_of(layout: RunLayout) -> str | None:
+    try:
+        name = read_json(layout.record).get("name")
+    except CorruptFileError:  # a run being started, or a broken one: it has no name to match
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _close_all() -> None:
-    for writer in list(_open):
+    with _open_lock:
+        writers = list(_open)
+    for writer in writers:
         writer.close()
 
 
 def _detach_in_child() -> None:
     for writer in list(_open):
-        writer._metrics.detach()
-        writer._lock_fd = None
+        writer._live.detach()
     _open.clear()
-
-
-def _install_hooks() -> None:
-    global _hooks_installed
-    with _hooks_lock:
-        if _hooks_installed:
-            return
-        _hooks_installed = True
-        atexit.register(_close_all)
-        os.register_at_fork(after_in_child=_detach_in_child)

@@ -20,11 +20,10 @@ from reprolog._run._facts import RunFactsMixin
 from reprolog._storage import _locks
 from reprolog._storage._artifacts import ArtifactWorker
 from reprolog._storage._compact import compact, finalize, wait_for_rank_writers
-from reprolog._storage._flusher import Flusher
 from reprolog._storage._ids import new_run_id
 from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._storage._livelog import LiveLog
 from reprolog._storage._recordfile import RECORD_FORMAT_VERSION, write_json_atomic
-from reprolog._storage._writer import MetricWriter
 
 logger = logging.getLogger("reprolog")
 
@@ -176,11 +175,6 @@ class Run(RunFactsMixin):
         self._warned: set[str] = set()
         self._artifacts = ArtifactWorker()
 
-        # Hold run.lock for the life of the run: its release (even by kill -9) tells readers.
-        self._lock_fd: int | None = None
-        if self._seat is None:
-            self._lock_fd = _locks.hold(self._layout.lock)
-
         now = time.time()
         self._record: dict[str, Any] = (
             self._seat.record
@@ -213,7 +207,16 @@ class Run(RunFactsMixin):
             if experiment is not None and self._record.get("experiment") in (None, "default"):
                 self._record["experiment"] = experiment
         log_dir = self._seat.metrics_dir if self._seat else self._layout.log_dir
-        self._metrics = MetricWriter(log_dir, self._closed_error)
+        self._live = LiveLog(
+            log_dir,
+            heartbeat=(
+                RunLayout.writer_heartbeat(log_dir) if self._seat else self._layout.heartbeat
+            ),
+            interval=float(flush_interval),
+            closed_error=self._closed_error,
+            lock_fd=None if self._seat else _locks.hold(self._layout.lock),
+        )
+        self._metrics = self._live.writer
 
         if capture:
             self._capture()
@@ -231,11 +234,6 @@ class Run(RunFactsMixin):
         if tags:
             self.set_tags(tags)
         self._save()
-
-        beat = self._seat.metrics_dir / "heartbeat" if self._seat else self._layout.heartbeat
-        self._flusher = Flusher(self._metrics.flush, beat, float(flush_interval))
-        self._flusher.beat()
-        self._flusher.start()
         _lifecycle.register(self)
         _job.start_services(self, console=console, system_metrics=system_metrics)
 
@@ -353,8 +351,7 @@ class Run(RunFactsMixin):
             _job.stop_services(self)
             self._finished = True
             _lifecycle.unregister(self)
-            self._flusher.stop()
-            self._metrics.close()
+            self._live.close()
             self._artifacts.shutdown()
             wait_for_rank_writers(self._layout)
             with self._record_lock:
@@ -374,9 +371,7 @@ class Run(RunFactsMixin):
                     )
                 self._refresh_risks()
                 finalize(self._layout, record)
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._live.release()  # readers now see the run's writer gone
 
     def _refresh_risks(self) -> None:
         try:
@@ -417,8 +412,7 @@ class Run(RunFactsMixin):
 
     def _detach_after_fork(self) -> None:
         # The child shares the parent's mapping; it must never write, flush or finish it.
-        self._metrics.detach()
+        self._live.detach()
         self._finished = True
-        self._lock_fd = None
         if self._seat is not None:  # else a forked worker would hold the job's record seat
             self._seat.release()
