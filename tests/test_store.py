@@ -390,6 +390,8 @@ def test_records_sql_and_store_share_one_reader(three_runs: list[Run], store_dir
     assert (again.id, again.dir) == (rec.id, rec.dir)
     assert StoreReader.of_run_dir(rec.dir).layout == store._layout
     assert Store._of_run_dir(rec.dir).dir == store.dir
+    # The public face shows no private type: the layout is `_layout`, the folder is `dir`.
+    assert not hasattr(store, "layout") and isinstance(store.dir, Path)
 
 
 def test_a_read_only_reader_never_writes(

@@ -84,10 +84,6 @@ class Store:
     def _layout(self) -> StoreLayout:
         return self._reader.layout
 
-    @property
-    def layout(self) -> StoreLayout:  # TEMPORARY: _run/_rank.py still reads it
-        return self._reader.layout
-
     # ------------------------------------------------------------------ one run
 
     def run_ids(self) -> list[str]:
