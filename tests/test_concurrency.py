@@ -127,16 +127,16 @@ def test_a_run_being_started_is_not_reported_as_corrupt(
     import threading
 
     import reprolog
-    from reprolog._run._run import Run
+    from reprolog._run._facts import RunFacts
 
     entered, release = threading.Event(), threading.Event()
 
-    def slow_capture(self: Run) -> None:  # capture runs before run.json first exists
+    def slow_capture(self: RunFacts) -> None:  # capture runs before run.json first exists
         entered.set()
         release.wait(10)
 
-    monkeypatch.setattr(Run, "_capture", slow_capture)
-    started: list[Run] = []
+    monkeypatch.setattr(RunFacts, "capture", slow_capture)
+    started: list[reprolog.Run] = []
     thread = threading.Thread(target=lambda: started.append(reprolog.init(dir=store_dir)))
     thread.start()
     try:

@@ -593,3 +593,58 @@ def test_run_repr_and_identity(make_run: MakeRun) -> None:
     assert repr(run) == f"Run(id={run.id!r}, name='r', status='running')"
     assert run.experiment == "default"
     assert run.dir == run.store_dir / "runs" / run.id
+
+
+def test_start_hooks_run_in_order_and_a_failing_one_is_recorded_not_raised(
+    make_run: MakeRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprolog._run import _hooks
+
+    builtin = [what for what, _ in _hooks._start_hooks]
+    assert {"process hooks", "reproduce", "seed_everything"} <= set(builtin)
+    monkeypatch.setattr(_hooks, "_start_hooks", list(_hooks._start_hooks))
+    calls: list[tuple[str, str]] = []
+
+    def first(run: Any) -> None:
+        calls.append(("first", run.id))
+
+    def broken(run: Any) -> None:
+        raise RuntimeError("hook went wrong")
+
+    def last(run: Any) -> None:
+        calls.append(("last", run.id))
+        run.update_section("probe", {"seen": True})
+
+    _hooks.on_run_start(first, what="first hook")
+    _hooks.on_run_start(broken, what="broken hook")
+    _hooks.on_run_start(last, what="last hook")
+    _hooks.on_run_start(first, what="first hook")  # added once only
+    run = make_run()
+    assert calls == [("first", run.id), ("last", run.id)]
+    rec = record(run)
+    assert rec["sections"]["probe"] == {"seen": True}
+    errors = rec["capture_report"]["errors"]
+    assert {"what": "broken hook", "error": "RuntimeError: hook went wrong"} in errors
+    assert run.status == "running"
+
+
+def test_init_has_the_one_signature_and_run_is_started_through_it() -> None:
+    import inspect
+
+    params = inspect.signature(reprolog.init).parameters
+    assert list(params) == [
+        "name",
+        "experiment",
+        "dir",
+        "params",
+        "tags",
+        "capture",
+        "flush_interval",
+        "console",
+        "system_metrics",
+    ]
+    assert params["flush_interval"].default == 1.0
+    assert params["experiment"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert "Start a run and return it." in (reprolog.init.__doc__ or "")
+    with pytest.raises(ArgumentError, match=r"reprolog\.init"):
+        Run("name")  # type: ignore[arg-type]

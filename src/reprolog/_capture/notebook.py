@@ -17,16 +17,33 @@ import os
 import sys
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from reprolog._run._run import Run
-
-__all__ = ["ENV_NOTEBOOK", "NotebookWatch", "finish_previous", "kernel_shell", "notebook_path"]
+__all__ = [
+    "ENV_NOTEBOOK",
+    "NotebookRun",
+    "NotebookWatch",
+    "finish_previous",
+    "kernel_shell",
+    "notebook_path",
+]
 
 ENV_NOTEBOOK = "REPROLOG_NOTEBOOK"
-# Runs started in this kernel and not finished yet: the next init() ends them.
-_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+class NotebookRun(Protocol):
+    """What a notebook watch needs of the run it keeps up to date (a `reprolog.Run`)."""
+
+    def update_section(self, name: str, mapping: Mapping[str, Any]) -> None: ...
+
+    def record_capture_error(self, what: str, error: BaseException | str) -> None: ...
+
+    def finish(self, status: str = ..., *, error: BaseException | None = ...) -> None: ...
+
+
+# Watches of runs started in this kernel and not finished yet: the next init() ends them.
+_open_watches: weakref.WeakSet[NotebookWatch] = weakref.WeakSet()
 
 
 class CellError(Exception):
@@ -104,18 +121,17 @@ def executed_cells(shell: Any) -> list[str]:
 
 def finish_previous() -> None:
     """In a kernel, end the runs an earlier `init()` started (a second init() starts afresh)."""
-    for run in list(_open_runs):
-        watch = getattr(run, "_notebook", None)
-        status, error = watch.outcome() if watch is not None else ("completed", None)
+    for watch in list(_open_watches):
+        status, error = watch.outcome()
         with contextlib.suppress(Exception):
-            run.finish(status, error=error)
+            watch.run.finish(status, error=error)
 
 
 class NotebookWatch:
     """Keeps one run's `notebook` section up to date after each executed cell."""
 
-    def __init__(self, run: Run, shell: Any) -> None:
-        self._run = run
+    def __init__(self, run: NotebookRun, shell: Any) -> None:
+        self.run = run
         self._shell = shell
         # the cell running init() is in the history already: it is the run's first
         self._first = max(0, len(executed_cells(shell)) - 1)
@@ -126,8 +142,7 @@ class NotebookWatch:
         self._static["path_source"] = source
         self._update()
         shell.events.register("post_run_cell", self._after_cell)
-        _open_runs.add(run)
-        run._at_exit_outcome = self.outcome
+        _open_watches.add(self)
 
     def _after_cell(self, result: Any) -> None:
         try:
@@ -147,7 +162,7 @@ class NotebookWatch:
                 )
             self._update()
         except Exception as exc:  # a watch that fails must not break the user's cells
-            self._run.record_capture_error("notebook", exc)
+            self.run.record_capture_error("notebook", exc)
 
     def _update(self) -> None:
         from reprolog._capture.redact import redact_text
@@ -161,7 +176,7 @@ class NotebookWatch:
             "errors": list(self._errors),
             "last_cell_failed": self._last_error is not None,
         }
-        self._run.update_section("notebook", section)
+        self.run.update_section("notebook", section)
 
     def outcome(self) -> tuple[str, BaseException | None]:
         """How the run ends if nothing else ends it: failed when the last cell raised."""
@@ -172,7 +187,7 @@ class NotebookWatch:
 
     def stop(self) -> None:
         """Unhook from the shell; the section keeps the cells executed up to now."""
-        _open_runs.discard(self._run)
+        _open_watches.discard(self)
         self._update()
         with contextlib.suppress(ValueError):
             self._shell.events.unregister("post_run_cell", self._after_cell)

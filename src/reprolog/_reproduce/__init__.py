@@ -22,6 +22,7 @@ from reprolog._reproduce._model import (
 )
 from reprolog._reproduce._plan import command_line, plan_rerun
 from reprolog._reproduce._rerun import apply_code, make_tree, remove_tree, run_child
+from reprolog._run import _hooks
 
 if TYPE_CHECKING:
     from reprolog._store._record import RunRecord
@@ -256,9 +257,10 @@ _hooked = False
 def on_run_start(run: Any) -> None:
     """In a re-run made by `reproduce`: tag the run and restore the original's RNG states.
 
-    Called by ``Run.__init__`` after capture when ``$REPROLOG_REPRODUCES`` is set; only the
-    process's first run is treated. The seeds section is captured again after the restore, so
-    it records the state training starts from. Never raises: failures are capture errors.
+    A run start hook (registered below, so active whenever ``reprolog`` is imported): acts
+    only when ``$REPROLOG_REPRODUCES`` is set, and only on the process's first run. The seeds
+    section is captured again after the restore, so it records the state training starts
+    from. Never raises: failures are capture errors.
 
     Args:
         run: the live ``Run`` being started.
@@ -285,3 +287,6 @@ def on_run_start(run: Any) -> None:
         run.update_section("reproduce", {"of": original, "restored": restored})
     except Exception as exc:
         run.record_capture_error("reproduce", exc)
+
+
+_hooks.on_run_start(on_run_start, what="reproduce")  # Run.__init__ calls it; never imports us

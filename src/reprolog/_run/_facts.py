@@ -1,65 +1,140 @@
-"""What a run records besides metrics: params, tags, sections, datasets, artifacts, capture."""
+"""A run's record keeping: run.json, and the facts `Run` keeps in it besides its metrics.
+
+`RunFacts` is the component `Run` owns for that: the record (params, tags, sections, datasets,
+artifacts, capture report), its lock, when it may be written (a launcher holding back its
+writes, a DDP rank's seat that never writes), whether the run still takes facts, and the
+worker thread that hashes artifacts. Every change is written to run.json at once.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reprolog._errors import ArgumentError
+from reprolog._errors import ArgumentError, RunStateError
 from reprolog._storage._artifacts import ArtifactWorker, describe_artifact
-from reprolog._storage._layout import RunLayout, StoreLayout
+from reprolog._storage._layout import RunLayout
+from reprolog._storage._recordfile import RECORD_FORMAT_VERSION, write_json_atomic
 from reprolog._storage._values import check_step, flatten, json_safe
-
-if TYPE_CHECKING:
-    from reprolog._fingerprint._steptrace import StepFingerprints
-    from reprolog._storage._writer import MetricWriter
 
 logger = logging.getLogger("reprolog")
 
 
-class RunFactsMixin:
-    """The record-keeping half of `Run`; every change is written to run.json at once."""
+def new_record(
+    run_id: str, name: str | None, experiment: str | None, flush_interval: float
+) -> dict[str, Any]:
+    """The record of a run starting now, before anything is captured or logged."""
+    return {
+        "format_version": RECORD_FORMAT_VERSION,
+        "id": run_id,
+        "name": name,
+        "experiment": experiment or "default",
+        "status": "running",
+        "start_time": time.time(),
+        "end_time": None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "flush_interval": float(flush_interval),
+        "params": {},
+        "param_history": [],
+        "param_types": {},
+        "tags": {},
+        "error": None,
+        "sections": {},
+        "capture_report": {"captured": [], "skipped": [], "redacted": [], "errors": []},
+        "artifacts": [],
+        "metrics_summary": None,
+    }
 
-    id: str
-    _record: dict[str, Any]
-    _record_lock: threading.RLock
-    _warned: set[str]
-    _finished: bool
-    _store: StoreLayout
-    _layout: RunLayout
-    _artifacts: ArtifactWorker
-    _metrics: MetricWriter
 
-    def _check_live(self) -> None:
-        raise NotImplementedError
+class RunFacts:
+    """One run's record and the facts kept in it; every change is written to run.json at once.
 
-    def _save(self) -> None:
-        raise NotImplementedError
+    Args:
+        record: the record to keep (a new one, or the job's in a seat of a launched run).
+        layout: the run folder whose run.json it is written to.
+        blobs: the store's blob folder, for artifact copies.
+        writes: False in a DDP rank's seat of a launched job (rank 0 writes the record).
+    """
 
-    def _save_quietly(self) -> None:
-        raise NotImplementedError
+    def __init__(
+        self, record: dict[str, Any], layout: RunLayout, blobs: Path, *, writes: bool
+    ) -> None:
+        self.record = record
+        self.lock = threading.RLock()
+        self.layout = layout
+        self._blobs = blobs
+        self._writes = writes
+        #: Set by the launcher while its job's processes write the record (see `_job.hold`):
+        #: the number of capture errors it had then.
+        self.held: int | None = None
+        #: True once the run finished (or, in a forked child, never was this process's).
+        self.ended = False
+        self.warned: set[str] = set()
+        self.artifacts = ArtifactWorker()
+        self._pid = os.getpid()
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record["id"])
+
+    # ------------------------------------------------------------------ state
+
+    def closed_error(self) -> RunStateError:
+        """The error of a call that writes into a run that no longer takes it."""
+        if self._pid != os.getpid():
+            return RunStateError(
+                f"run {self.run_id} belongs to process {self._pid}; this forked child "
+                f"({os.getpid()}) cannot write to it",
+                run_id=self.run_id,
+            )
+        return RunStateError(
+            f"run {self.run_id} has finished with status {self.record['status']!r}; "
+            "start a new run to log more",
+            run_id=self.run_id,
+        )
+
+    def check_live(self) -> None:
+        """Raise `closed_error()` unless the run is live in this process."""
+        if self.ended or self._pid != os.getpid():
+            raise self.closed_error()
+
+    # ------------------------------------------------------------------ record I/O
+
+    def save(self) -> None:
+        """Write the record to run.json (atomically), unless this process must not now."""
+        if self.held is not None:
+            return  # a launcher while its job's processes write the record (see _job)
+        if not self._writes:
+            return  # a DDP rank's seat: rank 0 writes the job's record
+        with self.lock:
+            write_json_atomic(self.layout.record, self.record)
+
+    def save_quietly(self) -> None:
+        try:
+            self.save()
+        except Exception:
+            logger.exception("reprolog: could not write the record of run %s", self.run_id)
+
+    def set_section(self, name: str, section: dict[str, Any]) -> None:
+        """Replace a section as the core computed it (no redaction); written with the next save."""
+        with self.lock:
+            self.record["sections"][name] = section
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Record hyperparameters; nested mappings flatten to dotted keys.
-
-        A later value for a key wins; the change is kept in the record's `param_history`.
-        Values that JSON cannot hold are stored as their repr, with their type name in
-        `param_types`. Secret-looking names and values are redacted before touching disk.
-
-        Raises:
-            ArgumentError: `params` is not a mapping.
-            RunStateError: the run has finished.
-        """
+        """See `Run.log_params`."""
         if not isinstance(params, Mapping):
             raise ArgumentError(
                 f"log_params() takes a mapping, got {type(params).__name__}: {params!r}"
             )
-        self._check_live()
+        self.check_live()
         from reprolog._capture.redact import redact_mapping
 
         flat: dict[str, Any] = {}
@@ -71,56 +146,52 @@ class RunFactsMixin:
                 types[str(key)] = type_name
         masked, redacted = redact_mapping(flat)
         now = time.time()
-        with self._record_lock:
-            current = self._record["params"]
+        with self.lock:
+            current = self.record["params"]
             for key, value in masked.items():
                 if key in current and current[key] != value:
-                    self._record["param_history"].append(
+                    self.record["param_history"].append(
                         {"key": key, "old": current[key], "new": value, "time": now}
                     )
                 current[key] = value
-            self._record["param_types"].update(types)
+            self.record["param_types"].update(types)
             self._note_redacted(f"params.{name}" for name in redacted)
-            self._save()
+            self.save()
 
     def set_tags(self, tags: Mapping[str, Any] | None = None, /, **more: Any) -> None:
-        """Set string tags (values are converted with str); redacted like params."""
+        """See `Run.set_tags`."""
         if tags is not None and not isinstance(tags, Mapping):
             raise ArgumentError(f"set_tags() takes a mapping, got {type(tags).__name__}: {tags!r}")
-        self._check_live()
+        self.check_live()
         from reprolog._capture.redact import redact_mapping
 
         merged = {str(k): str(v) for k, v in {**(tags or {}), **more}.items()}
         masked, redacted = redact_mapping(merged)
-        with self._record_lock:
-            self._record["tags"].update({k: str(v) for k, v in masked.items()})
+        with self.lock:
+            self.record["tags"].update({k: str(v) for k, v in masked.items()})
             self._note_redacted(f"tags.{name}" for name in redacted)
-            self._save()
+            self.save()
 
     def update_section(self, name: str, mapping: Mapping[str, Any]) -> None:
-        """Merge facts into a named section of the record (integrations use this).
-
-        Raises:
-            ArgumentError: `name` is not a non-empty string or `mapping` is not a mapping.
-        """
+        """See `Run.update_section`."""
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"section name must be a non-empty str, got {name!r}")
         if not isinstance(mapping, Mapping):
             raise ArgumentError(
                 f"update_section() takes a mapping, got {type(mapping).__name__}: {mapping!r}"
             )
-        self._check_live()
+        self.check_live()
         from reprolog._capture.redact import redact_mapping
 
         masked, redacted = redact_mapping(dict(mapping))
-        with self._record_lock:
-            section = self._record["sections"].setdefault(name, {})
+        with self.lock:
+            section = self.record["sections"].setdefault(name, {})
             section.update(masked)
             self._note_redacted(f"sections.{name}.{n}" for n in redacted)
-            self._save()
+            self.save()
 
     def record_capture_error(self, what: str, error: BaseException | str) -> None:
-        """Record that capturing `what` failed; logged once, never raised."""
+        """See `Run.record_capture_error`."""
         message = (
             f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
         )
@@ -130,54 +201,18 @@ class RunFactsMixin:
             message = redact_text(message)[0]
         except Exception:  # redaction itself must not turn a capture failure into a crash
             message = "<message withheld: redaction failed>"
-        with self._record_lock:
-            self._record["capture_report"].setdefault("errors", []).append(
+        with self.lock:
+            self.record["capture_report"].setdefault("errors", []).append(
                 {"what": what, "error": message}
             )
-            if not self._finished:
-                self._save_quietly()
-        if what not in self._warned:
-            self._warned.add(what)
+            if not self.ended:
+                self.save_quietly()
+        if what not in self.warned:
+            self.warned.add(what)
             logger.warning("reprolog: could not capture %s (%s); training goes on", what, message)
 
-    def step_fingerprints(
-        self, model: Any = None, *, every: bool | int | None = None
-    ) -> StepFingerprints | None:
-        """Return the run's per-step fingerprint recorder (made on first call), or None if off.
-
-        Integrations call it once per training and then, at every optimizer step,
-        ``fp.step(step, batch, epoch=...)`` (RNG states, the batch's content hash, weights
-        every `every` steps), ``fp.add_batch(b)`` per further micro-batch and ``fp.grads()``
-        before the optimizer step. The records become ``steps.parquet`` (never metrics);
-        `reprolog.diff` reads them to say what made two runs part.
-
-        Args:
-            model: what to fingerprint the weights of (a torch module, a Keras model, or an
-                iterable of tensors/arrays); None: no weights. A later call replaces it.
-            every: weights and gradients every this many steps; None:
-                ``$REPROLOG_STEP_FINGERPRINTS`` (``off``, ``on`` or K), else 100; False: off.
-
-        Returns:
-            The recorder, or None when step fingerprints are off.
-
-        Raises:
-            ArgumentError: `every` (or the environment variable) is not a valid setting.
-            RunStateError: the run has finished.
-        """
-        self._check_live()
-        from reprolog._fingerprint._steptrace import for_writer
-
-        new = self._metrics.companion_count()
-        trace = for_writer(self._metrics, model, every, self.record_capture_error)
-        if trace is not None and self._metrics.companion_count() != new:
-            self.update_section(
-                "step_fingerprints",
-                {"every": trace.every, "file": "steps.parquet", "rng": trace.rng_methods},
-            )
-        return trace
-
     def _note_redacted(self, names: Any) -> None:
-        report = self._record["capture_report"].setdefault("redacted", [])
+        report = self.record["capture_report"].setdefault("redacted", [])
         for name in names:
             if name not in report:
                 report.append(name)
@@ -185,14 +220,10 @@ class RunFactsMixin:
     def log_dataset(
         self, name: str, obj: Any, *, context: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Fingerprint a dataset and record it under sections["data"][name].
-
-        Returns the description (fingerprint, how it was hashed, shape or length, dtype or
-        schema). A failure to fingerprint is recorded in the capture report, never raised.
-        """
+        """See `Run.log_dataset`."""
         if not isinstance(name, str) or not name:
             raise ArgumentError(f"dataset name must be a non-empty str, got {name!r}")
-        self._check_live()
+        self.check_live()
         try:
             from reprolog._fingerprint._content import describe_data
 
@@ -216,18 +247,7 @@ class RunFactsMixin:
         copy: bool = False,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Record a file or folder: path, size, sha256 and step; optionally store a copy.
-
-        The hash (and copy) is computed on a worker thread, so a large checkpoint does not
-        block training; `finish()` waits for it. With `copy=True` the content goes into the
-        store's blob folder, content-addressed and deduplicated.
-
-        Returns:
-            The artifact's id, for `update_artifact`.
-
-        Raises:
-            ArgumentError: the path does not exist or an argument is of the wrong type.
-        """
+        """See `Run.log_artifact`."""
         if not isinstance(path, (str, os.PathLike)):
             raise ArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         if not isinstance(kind, str) or not kind:
@@ -239,12 +259,12 @@ class RunFactsMixin:
             raise ArgumentError(f"log_artifact(): {resolved} does not exist")
         if step is not None:
             step = check_step(step)
-        self._check_live()
+        self.check_live()
         from reprolog._capture.redact import redact_mapping
 
         meta, _ = redact_mapping(dict(metadata or {}))
-        with self._record_lock:
-            art_id = f"a{len(self._record['artifacts']) + 1}"
+        with self.lock:
+            art_id = f"a{len(self.record['artifacts']) + 1}"
             entry = {
                 "id": art_id,
                 "path": str(resolved),
@@ -259,63 +279,77 @@ class RunFactsMixin:
                 "status": "pending",
                 "metadata": meta,
             }
-            self._record["artifacts"].append(entry)
-            self._save()
+            self.record["artifacts"].append(entry)
+            self.save()
 
         def job() -> None:
             try:
-                fields = describe_artifact(resolved, copy=copy, blobs_root=self._store.blobs)
+                fields = describe_artifact(resolved, copy=copy, blobs_root=self._blobs)
             except Exception as exc:
                 fields = {"status": "error", "problem": f"{type(exc).__name__}: {exc}"}
                 self.record_capture_error(f"artifact:{resolved}", exc)
-            with self._record_lock:
+            with self.lock:
                 entry.update(fields)
-                self._save_quietly()
+                self.save_quietly()
 
-        self._artifacts.submit(job)
+        self.artifacts.submit(job)
         return art_id
 
     def update_artifact(self, artifact_id: str, *, metadata: Mapping[str, Any]) -> None:
-        """Merge `metadata` into a logged artifact (e.g. {"deleted": True} after rotation)."""
+        """See `Run.update_artifact`."""
         if not isinstance(metadata, Mapping):
             raise ArgumentError(f"metadata must be a mapping, got {metadata!r}")
-        self._check_live()
-        with self._record_lock:
-            for entry in self._record["artifacts"]:
+        self.check_live()
+        with self.lock:
+            for entry in self.record["artifacts"]:
                 if entry["id"] == artifact_id:
                     entry["metadata"].update(dict(metadata))
-                    self._save()
+                    self.save()
                     return
-        raise ArgumentError(f"run {self.id} has no artifact {artifact_id!r}")
+        raise ArgumentError(f"run {self.run_id} has no artifact {artifact_id!r}")
 
     def wait(self) -> None:
-        """Block until pending artifact hashes and copies are done."""
-        self._artifacts.wait()
+        """See `Run.wait`."""
+        self.artifacts.wait()
 
-    def _capture(self) -> None:
+    def capture(self) -> None:
+        """Capture environment, code, command, seeds and determinism into the record."""
         try:
             from reprolog._capture import capture_all
 
-            result = capture_all(self._layout.dir)
+            result = capture_all(self.layout.dir)
         except Exception as exc:
             self.record_capture_error("capture", exc)
             return
-        with self._record_lock:
-            self._record["sections"].update(result.sections)
-            report = self._record["capture_report"]
+        with self.lock:
+            self.record["sections"].update(result.sections)
+            report = self.record["capture_report"]
             for key, value in result.report.items():
                 if isinstance(value, list):
                     report.setdefault(key, []).extend(value)
                 else:
                     report[key] = value
 
-    def _take_pending_seeding(self) -> None:
+    def refresh_risks(self) -> None:
+        """Recompute the determinism risks from the sections recorded so far."""
         try:
-            from reprolog._run._seed import take_pending_seeding
+            from reprolog._capture import compute_risks
 
-            info = take_pending_seeding()
+            sections = self.record["sections"]
+            determinism = sections.get("determinism")
+            if (
+                determinism is not None
+                and not determinism.get("torch_loaded")
+                and "torch" in sys.modules
+            ):
+                # torch was imported after init: its determinism flags are knowable only now.
+                from reprolog._capture.determinism import capture_determinism
+                from reprolog._capture.report import CaptureReport
+
+                determinism.update(capture_determinism(CaptureReport()))
+            if "determinism" in sections:
+                sections["determinism"]["risks"] = compute_risks(sections)
         except Exception as exc:
-            self.record_capture_error("seed_everything", exc)
-            return
-        if info:
-            self._record["sections"].setdefault("seeds", {})["seed_everything"] = info
+            self.record["capture_report"]["errors"].append(
+                {"what": "determinism risks", "error": f"{type(exc).__name__}: {exc}"}
+            )

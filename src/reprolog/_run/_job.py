@@ -18,9 +18,6 @@ A seat's `finish()` ends nothing: it proposes its end (status, error) in the rec
 section and leaves. The launcher, which sees the exit status, ends the run. While seats may
 write, the launcher holds back its own record writes (`hold`) and takes the record back from
 disk at the end (`absorb`).
-
-Also here: the run's services (console tee, system-metrics sampler, notebook watch), which
-start with a run and stop before its metrics close.
 """
 
 from __future__ import annotations
@@ -31,22 +28,19 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from reprolog._run._facts import RunFacts
+from reprolog._run._status import error_info
 from reprolog._storage import _locks
 from reprolog._storage._layout import ENV_DIR, RunLayout, StoreLayout
 from reprolog._storage._livelog import claim_rank_folder
 from reprolog._storage._recordfile import read_json, write_json_atomic
 from reprolog._storage._recover import lock_is_free
 
-if TYPE_CHECKING:
-    from reprolog._run._run import Run
-
 logger = logging.getLogger("reprolog")
 
 ENV_RUN = "REPROLOG_RUN"
-RECORD_LOCK = "record.lock"
-WORKER_PREFIX = "worker-"
 _KEPT_BY_LAUNCHER = ("format_version", "id", "status", "start_time", "end_time", "host", "pid")
 
 
@@ -95,8 +89,7 @@ def take_seat(store: StoreLayout) -> Seat | None:
         rank = _rank_from_env()
         fds: list[int] = []
         if rank == 0:
-            lock = layout.log_dir / RECORD_LOCK
-            fd = _locks.try_hold(lock)
+            fd = _locks.try_hold(layout.record_lock)
             if fd is None:
                 return _worker_seat(layout, run_id, record)
             fds.append(fd)
@@ -116,72 +109,65 @@ def _worker_seat(layout: RunLayout, run_id: str, record: dict[str, Any]) -> Seat
     and what it records is not kept (its points go to `log/worker-<pid>/`, which compaction
     skips); the launcher notes how many workers did so.
     """
-    folder = layout.log_dir / f"{WORKER_PREFIX}{os.getpid()}"
+    folder = layout.worker_dir(os.getpid())
     folder.mkdir(exist_ok=True)
     return Seat(run_id, layout, record, folder, -1, False, [])
 
 
-def leave(run: Run, status: str, error: BaseException | None) -> None:
-    """A seat's `finish()`: flush its points, write its facts and its proposed end, leave."""
-    from reprolog._run._run import _error_info
-
-    seat = run._seat
-    assert seat is not None
-    run._live.close()
-    run._artifacts.shutdown()
+def leave(seat: Seat, facts: RunFacts, status: str, error: BaseException | None) -> None:
+    """A seat's `finish()` (its points flushed): write its facts and its proposed end, leave."""
     if seat.writes_record:
-        with run._record_lock:
-            record = run._record
+        with facts.lock:
+            record = facts.record
             job = record["sections"].setdefault("job", {})
             end: dict[str, Any] = {"pid": os.getpid(), "status": status, "time": time.time()}
             if error is not None:
-                end["error"] = _error_info(error)
+                end["error"] = error_info(error)
                 record["error"] = end["error"]
             job.setdefault("ends", []).append(end)
             try:
                 write_json_atomic(seat.layout.record, record)
             except Exception:
-                logger.exception("reprolog: could not write the record of run %s", run.id)
+                logger.exception("reprolog: could not write the record of run %s", seat.run_id)
     seat.release()
 
 
 # ---------------------------------------------------------------------------- the launcher
 
 
-def hold(run: Run) -> None:
+def hold(facts: RunFacts) -> None:
     """Stop the launcher's own record writes: from now on seats in the job may write it."""
-    with run._record_lock:
-        run._held_errors = len(run._record["capture_report"].get("errors", []))
+    with facts.lock:
+        facts.held = len(facts.record["capture_report"].get("errors", []))
 
 
-def absorb(run: Run, timeout: float = 5.0) -> dict[str, Any] | None:
+def absorb(facts: RunFacts, timeout: float = 5.0) -> dict[str, Any] | None:
     """Take the record back from disk, with every seat's facts, and resume the launcher's writes.
 
     Returns:
         The last proposed end of a record seat (`{"status", "error"?, ...}`), or None.
     """
-
-    lock = run._layout.log_dir / RECORD_LOCK
+    layout = facts.layout
     deadline = time.monotonic() + timeout
-    while not _locks.is_free(lock) and time.monotonic() < deadline:
+    while not _locks.is_free(layout.record_lock) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with run._record_lock:
-        held = run._held_errors
-        run._held_errors = None
+    with facts.lock:
+        held = facts.held
+        facts.held = None
         if held is None:
             return None
-        mine = run._record
+        mine = facts.record
         try:
-            disk = read_json(run._layout.record)
+            disk = read_json(layout.record)
         except Exception as exc:
-            run.record_capture_error("job record", exc)
+            facts.record_capture_error("job record", exc)
             return None
         merged = dict(disk)
         for key in _KEPT_BY_LAUNCHER:
             merged[key] = mine.get(key)
         report = merged.setdefault("capture_report", {})
         report.setdefault("errors", []).extend(mine["capture_report"].get("errors", [])[held:])
-        workers = len(list(run._layout.log_dir.glob(WORKER_PREFIX + "*")))
+        workers = len(layout.worker_dirs())
         if workers:
             report.setdefault("skipped", []).append(
                 {
@@ -190,80 +176,6 @@ def absorb(run: Run, timeout: float = 5.0) -> dict[str, Any] | None:
                     "main process held the run; what they logged was not kept",
                 }
             )
-        run._record = merged
+        facts.record = merged
         ends = (merged.get("sections", {}).get("job") or {}).get("ends") or []
         return dict(ends[-1]) if ends else None
-
-
-# ---------------------------------------------------------------------------- services
-
-
-def start_services(run: Run, *, console: bool | None, system_metrics: float | bool | None) -> None:
-    """Start the console tee, the system sampler and the notebook watch a run asked for.
-
-    In a seat of a launched job, the launcher already records the console and the system,
-    so neither starts here. Failures are recorded in the capture report.
-    """
-    from reprolog._capture import notebook
-
-    shell = notebook.kernel_shell()
-    if run._seat is None:
-        if console is None:
-            console = shell is not None  # in a kernel nobody else sees the cell output
-        if console:
-            try:
-                from reprolog._capture.console import tee_std_streams
-
-                run._console = tee_std_streams(run.dir)
-            except Exception as exc:
-                run.record_capture_error("console", exc)
-        from reprolog._capture.sysmetrics import interval_from
-
-        interval = interval_from(system_metrics)
-        if interval is not None:
-            start_sampler(run, interval)
-    if shell is not None:
-        try:
-            run._notebook = notebook.NotebookWatch(run, shell)
-        except Exception as exc:
-            run.record_capture_error("notebook", exc)
-
-
-def start_sampler(run: Run, interval: float, root_pid: int | None = None) -> None:
-    """Sample the system into `run` every `interval` seconds (the process tree of root_pid)."""
-    try:
-        from reprolog._capture.sysmetrics import SystemSampler
-
-        def log(points: dict[str, float], step: int) -> None:
-            run.log(points, step=step)
-
-        sampler = SystemSampler(log, interval, root_pid=root_pid, on_error=run.record_capture_error)
-        sampler.start()
-        run._sampler = sampler
-    except Exception as exc:
-        run.record_capture_error("system metrics", exc)
-
-
-def stop_services(run: Run) -> None:
-    """Stop what `start_services` started; the console summary goes into the record."""
-    sampler, run._sampler = run._sampler, None
-    if sampler is not None:
-        try:
-            sampler.stop()
-        except Exception as exc:
-            run.record_capture_error("system metrics", exc)
-    tee, run._console = run._console, None
-    if tee is not None:
-        try:
-            summary = tee.stop()
-            summary["source"] = "sys.stdout/sys.stderr"
-            with run._record_lock:
-                run._record["sections"]["console"] = summary
-        except Exception as exc:
-            run.record_capture_error("console", exc)
-    watch, run._notebook = run._notebook, None
-    if watch is not None:
-        try:
-            watch.stop()
-        except Exception as exc:
-            run.record_capture_error("notebook", exc)

@@ -25,9 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError, StoreError
+
+if TYPE_CHECKING:
+    from reprolog._run._run import Run
 
 __all__ = ["LaunchOptions", "launch"]
 
@@ -127,7 +130,7 @@ def launch(options: LaunchOptions) -> int:
         # it, as it would writing to a file: we leave that alone (PYTHONUNBUFFERED=1 would
         # cost a script printing many lines 2-4x); set it yourself for per-line times.
 
-    _job.hold(run)
+    _job.hold(run._facts)
     started = time.time()
     try:
         proc = subprocess.Popen(
@@ -139,13 +142,13 @@ def launch(options: LaunchOptions) -> int:
     except OSError as exc:
         if streams:
             streams.close_all()
-        _job.absorb(run)
+        _job.absorb(run._facts)
         run.finish("failed", error=exc)
         raise ArgumentError(f"could not start {command[0]!r}: {exc.strerror or exc}") from None
     if streams:
         streams.close_child_ends()
     if interval is not None:
-        _job.start_sampler(run, interval)
+        run._services.start_sampler(interval)
     # Compaction at the end needs pyarrow (which imports pandas): ~0.5 s of imports, done
     # while the child runs rather than after it.
     threading.Thread(target=_preload, name="reprolog-preload", daemon=True).start()
@@ -161,7 +164,7 @@ def launch(options: LaunchOptions) -> int:
 
 
 def _end(
-    run: Any,
+    run: Run,
     rc: int,
     received: str | None,
     recorder: Any,
@@ -169,16 +172,17 @@ def _end(
     started: float,
 ) -> int:
     from reprolog._run import _job
-    from reprolog._run._lifecycle import Signal
+    from reprolog._run._status import Signal
 
-    proposal = _job.absorb(run) or {}
+    facts = run._facts
+    proposal = _job.absorb(facts) or {}
     signame = None
     if rc < 0:
         with contextlib.suppress(ValueError):
             signame = signal.Signals(-rc).name
         signame = signame or f"signal {-rc}"
-    with run._record_lock:
-        record = run._record
+    with facts.lock:
+        record = facts.record
         if recorder is not None:
             try:
                 summary = recorder.close()
@@ -212,8 +216,8 @@ def _end(
     else:
         status = "failed"
         if not (proposal.get("status") == "failed" and proposal.get("error")):
-            with run._record_lock:
-                run._record["error"] = {
+            with facts.lock:
+                facts.record["error"] = {
                     "type": "ExitCode",
                     "message": f"exit code {rc}",
                     "traceback": "",

@@ -11,8 +11,9 @@ from typing import Any
 
 from reprolog._errors import ArgumentError
 from reprolog._fingerprint import _steptrace
-from reprolog._run import _lifecycle, _steplimit
-from reprolog._run._run import Run, init
+from reprolog._run import _steplimit
+from reprolog._run._run import Run, active_run, init
+from reprolog._run._status import outcome
 
 _INIT_ARGS = tuple(name for name in inspect.signature(init).parameters)
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -155,7 +156,7 @@ class RunOwner:
         if self._given is not None:
             self._run = self._given
             return self._run
-        active = _lifecycle.active_run()
+        active = active_run()
         if not self._init_kwargs and active is not None and active not in _started:
             self._run, self._adopted = active, True
             return active
@@ -214,7 +215,7 @@ class RunOwner:
         if run is not None:
             try:
                 # The core's own warning would repeat ours under another logger name.
-                run._warned.add(label)
+                run._facts.warned.add(label)
                 run.record_capture_error(label, error)
             except Exception:  # the record itself failed: the log below still says it
                 pass
@@ -238,7 +239,7 @@ class RunOwner:
         """
         run = self._run
         start = run.start_time if run is not None else 0.0
-        return _lifecycle.outcome(error, start)
+        return outcome(error, start)
 
     def close(self, error: BaseException | None = None) -> str | None:
         """End the training: finish the run with its true status when this owner started it.

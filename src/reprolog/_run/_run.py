@@ -1,29 +1,36 @@
-"""`Run` and `init`: a live run's lifecycle, metrics, params, tags, artifacts and sections."""
+"""`Run` and `init`: a live run's identity, metrics and end, and the live runs of this process.
+
+`Run` owns the parts a live run is made of: its record keeping (`RunFacts`), its live log
+(`LiveLog`: metric writer, flusher, run.lock), its services (console, sampler, notebook) and,
+in a job launched by `reprolog run`, its seat in the launcher's run (`_job`). What other parts
+of the core do when a run starts, they register as start hooks (`_hooks.on_run_start`).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reprolog._errors import ArgumentError, RunStateError
-from reprolog._run import _job, _lifecycle
-from reprolog._run._facts import RunFactsMixin
+from reprolog._errors import ArgumentError
+from reprolog._run import _hooks, _job
+from reprolog._run._facts import RunFacts, new_record
+from reprolog._run._services import Services
+from reprolog._run._status import error_info, outcome
 from reprolog._storage import _locks
-from reprolog._storage._artifacts import ArtifactWorker
 from reprolog._storage._compact import compact, finalize, wait_for_rank_writers
 from reprolog._storage._ids import new_run_id
 from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
 from reprolog._storage._livelog import LiveLog
-from reprolog._storage._recordfile import RECORD_FORMAT_VERSION, write_json_atomic
+
+if TYPE_CHECKING:
+    from reprolog._fingerprint._steptrace import StepFingerprints
 
 logger = logging.getLogger("reprolog")
 
@@ -71,64 +78,35 @@ def init(
         >>> with reprolog.init(experiment="mnist", params={"lr": 1e-3}) as run:  # doctest: +SKIP
         ...     run.log({"loss": 0.25}, step=1)
     """
+    given = dict(locals())  # exactly the parameters above: their one definition
     from reprolog._capture.notebook import finish_previous
 
     finish_previous()  # in a notebook, a second init() ends the run of the first
-    return Run(
-        name,
-        experiment=experiment,
-        dir=dir,
-        params=params,
-        tags=tags,
-        capture=capture,
-        flush_interval=flush_interval,
-        console=console,
-        system_metrics=system_metrics,
-    )
+    return Run(RunOptions(**given))
 
 
-def _error_info(exc: BaseException) -> dict[str, Any]:
-    from reprolog._capture.redact import redact_text
+@dataclass(frozen=True)
+class RunOptions:
+    """The arguments of `init` (see there), checked: how a `Run` is asked to start."""
 
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-12:])
-    if isinstance(exc, _lifecycle.Signal):
-        kind = "Signal"  # one record for a termination signal, whoever ended the run
-    else:
-        kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
-    return {
-        "type": kind,
-        "message": redact_text(str(exc))[0],
-        "traceback": redact_text(tb)[0],
-    }
+    name: str | None
+    experiment: str | None
+    dir: str | os.PathLike[str] | None
+    params: Mapping[str, Any] | None
+    tags: Mapping[str, Any] | None
+    capture: bool
+    flush_interval: float
+    console: bool | None
+    system_metrics: float | bool | None
 
-
-class Run(RunFactsMixin):
-    """A live training run: append metrics, params, tags, artifacts; end with a true status.
-
-    Create runs with `reprolog.init`. Logging a metric costs about a microsecond: points go
-    into a memory-mapped log that survives the death of the process and is compacted to
-    Parquet by `finish()`.
-    """
-
-    def __init__(
-        self,
-        name: str | None = None,
-        *,
-        experiment: str | None = None,
-        dir: str | os.PathLike[str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        tags: Mapping[str, Any] | None = None,
-        capture: bool = True,
-        flush_interval: float = 1.0,
-        console: bool | None = None,
-        system_metrics: float | bool | None = None,
-    ) -> None:
+    def __post_init__(self) -> None:
+        name, experiment, flush_interval = self.name, self.experiment, self.flush_interval
         if name is not None and not isinstance(name, str):
             raise ArgumentError(f"name must be a str or None, got {type(name).__name__}: {name!r}")
         if experiment is not None and (not isinstance(experiment, str) or not experiment):
             raise ArgumentError(f"experiment must be a non-empty str or None, got {experiment!r}")
-        if not isinstance(capture, bool):
-            raise ArgumentError(f"capture must be True or False, got {capture!r}")
+        if not isinstance(self.capture, bool):
+            raise ArgumentError(f"capture must be True or False, got {self.capture!r}")
         if (
             isinstance(flush_interval, bool)
             or not isinstance(flush_interval, (int, float))
@@ -137,27 +115,76 @@ class Run(RunFactsMixin):
             raise ArgumentError(
                 f"flush_interval must be a number of seconds in (0, 3600], got {flush_interval!r}"
             )
-        if console is not None and not isinstance(console, bool):
-            raise ArgumentError(f"console must be True, False or None, got {console!r}")
+        if self.console is not None and not isinstance(self.console, bool):
+            raise ArgumentError(f"console must be True, False or None, got {self.console!r}")
         try:
             from reprolog._capture.sysmetrics import interval_from
 
-            interval_from(system_metrics)
+            interval_from(self.system_metrics)
         except ValueError as exc:
             raise ArgumentError(str(exc)) from None
-        for label, value in (("params", params), ("tags", tags)):
+        for label, value in (("params", self.params), ("tags", self.tags)):
             if value is not None and not isinstance(value, Mapping):
                 raise ArgumentError(
                     f"{label} must be a mapping or None, got {type(value).__name__}: {value!r}"
                 )
 
-        self._store = StoreLayout(resolve_store_dir(dir, must_exist=False))
-        # Services (_job.start_services) and the launcher's hold on record writes.
-        self._console: Any = None
-        self._sampler: Any = None
-        self._notebook: Any = None
-        self._held_errors: int | None = None
-        self._at_exit_outcome: Any = None
+
+# ---------------------------------------------------------------------------- live runs
+
+_live: list[Run] = []
+_live_lock = threading.RLock()
+
+
+def active_run() -> Run | None:
+    """Return the most recently started run of this process that has not finished, or None."""
+    with _live_lock:
+        return _live[-1] if _live else None
+
+
+def live_runs() -> list[Run]:
+    """The runs of this process that have not finished, the most recent first."""
+    with _live_lock:
+        return list(reversed(_live))
+
+
+def _add_live(run: Run) -> None:
+    with _live_lock:
+        _live.append(run)
+    _hooks.in_forked_child(_detach_live_runs)
+
+
+def _drop_live(run: Run) -> None:
+    with _live_lock:
+        if run in _live:
+            _live.remove(run)
+
+
+def _detach_live_runs() -> None:
+    # In a forked child: the parent's runs are not this process's to write, flush or finish.
+    runs = list(_live)
+    _live.clear()
+    for run in runs:
+        run._detach_after_fork()
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+class Run:
+    """A live training run: append metrics, params, tags, artifacts; end with a true status.
+
+    Create runs with `reprolog.init`. Logging a metric costs about a microsecond: points go
+    into a memory-mapped log that survives the death of the process and is compacted to
+    Parquet by `finish()`.
+    """
+
+    def __init__(self, options: RunOptions) -> None:
+        if not isinstance(options, RunOptions):
+            raise ArgumentError("start runs with reprolog.init(...)")
+        self._store = StoreLayout(resolve_store_dir(options.dir, must_exist=False))
+        self._pid = os.getpid()
+        self._finish_lock = threading.RLock()
         # In a job launched by `reprolog run`: a seat in the launcher's run, not a new run.
         self._seat = _job.take_seat(self._store)
         if self._seat is None:
@@ -165,77 +192,56 @@ class Run(RunFactsMixin):
             self.id = new_run_id()
             self._layout = RunLayout(self._store.run_dir(self.id))
             self._layout.log_dir.mkdir(parents=True)
+            record = new_record(self.id, options.name, options.experiment, options.flush_interval)
         else:
             self.id = self._seat.run_id
             self._layout = self._seat.layout
-        self._pid = os.getpid()
-        self._record_lock = threading.RLock()
-        self._finish_lock = threading.RLock()
-        self._finished = False
-        self._warned: set[str] = set()
-        self._artifacts = ArtifactWorker()
-
-        now = time.time()
-        self._record: dict[str, Any] = (
-            self._seat.record
-            if self._seat
-            else {
-                "format_version": RECORD_FORMAT_VERSION,
-                "id": self.id,
-                "name": name,
-                "experiment": experiment or "default",
-                "status": "running",
-                "start_time": now,
-                "end_time": None,
-                "host": socket.gethostname(),
-                "pid": self._pid,
-                "flush_interval": float(flush_interval),
-                "params": {},
-                "param_history": [],
-                "param_types": {},
-                "tags": {},
-                "error": None,
-                "sections": {},
-                "capture_report": {"captured": [], "skipped": [], "redacted": [], "errors": []},
-                "artifacts": [],
-                "metrics_summary": None,
-            }
+            record = self._seat.record
+            # `reprolog run --name/--experiment` win over the code's
+            if options.name is not None and record.get("name") is None:
+                record["name"] = options.name
+            if options.experiment is not None and record.get("experiment") in (None, "default"):
+                record["experiment"] = options.experiment
+        self._facts = RunFacts(
+            record,
+            self._layout,
+            self._store.blobs,
+            writes=self._seat is None or self._seat.writes_record,
         )
-        if self._seat is not None:  # `reprolog run --name/--experiment` win over the code's
-            if name is not None and self._record.get("name") is None:
-                self._record["name"] = name
-            if experiment is not None and self._record.get("experiment") in (None, "default"):
-                self._record["experiment"] = experiment
-        log_dir = self._seat.metrics_dir if self._seat else self._layout.log_dir
-        self._live = LiveLog(
-            log_dir,
-            heartbeat=(
-                RunLayout.writer_heartbeat(log_dir) if self._seat else self._layout.heartbeat
-            ),
-            interval=float(flush_interval),
-            closed_error=self._closed_error,
-            lock_fd=None if self._seat else _locks.hold(self._layout.lock),
+        if self._seat is None:
+            # run.lock, held for the life of the run: its release (even by kill -9) tells
+            # readers the writer is gone.
+            self._live = LiveLog(
+                self._layout.log_dir,
+                heartbeat=self._layout.heartbeat,
+                interval=float(options.flush_interval),
+                closed_error=self._facts.closed_error,
+                lock_fd=_locks.hold(self._layout.lock),
+            )
+        else:
+            self._live = LiveLog(
+                self._seat.metrics_dir,
+                heartbeat=RunLayout.writer_heartbeat(self._seat.metrics_dir),
+                interval=float(options.flush_interval),
+                closed_error=self._facts.closed_error,
+            )
+        self._services = Services(self, self._facts)
+
+        if options.capture:
+            self._facts.capture()
+        _hooks.run_start_hooks(self)  # seed_everything's, reproduce's, the process hooks
+        self._facts.refresh_risks()
+        if options.params:
+            self.log_params(options.params)
+        if options.tags:
+            self.set_tags(options.tags)
+        self._facts.save()
+        _add_live(self)
+        self._services.start(
+            in_job=self._seat is not None,
+            console=options.console,
+            system_metrics=options.system_metrics,
         )
-        self._metrics = self._live.writer
-
-        if capture:
-            self._capture()
-        if os.environ.get("REPROLOG_REPRODUCES"):  # a re-run by `reprolog reproduce`
-            try:
-                from reprolog._reproduce import on_run_start
-
-                on_run_start(self)  # tags the run, restores the original's RNG states
-            except Exception as exc:
-                self.record_capture_error("reproduce", exc)
-        self._take_pending_seeding()
-        self._refresh_risks()
-        if params:
-            self.log_params(params)
-        if tags:
-            self.set_tags(tags)
-        self._save()
-        _lifecycle.register(self)
-        _job.start_services(self, console=console, system_metrics=system_metrics)
 
     # ------------------------------------------------------------------ identity
 
@@ -244,11 +250,11 @@ class Run(RunFactsMixin):
 
     @property
     def name(self) -> str | None:
-        return self._record["name"]  # type: ignore[no-any-return]
+        return self._facts.record["name"]  # type: ignore[no-any-return]
 
     @property
     def experiment(self) -> str:
-        return str(self._record["experiment"])
+        return str(self._facts.record["experiment"])
 
     @property
     def dir(self) -> Path:
@@ -261,17 +267,22 @@ class Run(RunFactsMixin):
 
     @property
     def status(self) -> str:
-        return str(self._record["status"])
+        return str(self._facts.record["status"])
 
     @property
     def start_time(self) -> float:
         """When the run started (unix seconds)."""
-        return float(self._record["start_time"])
+        return float(self._facts.record["start_time"])
 
     @property
     def params(self) -> dict[str, Any]:
-        with self._record_lock:
-            return dict(self._record["params"])
+        with self._facts.lock:
+            return dict(self._facts.record["params"])
+
+    @property
+    def _sampler(self) -> Any:
+        """The running system-metrics sampler, or None."""
+        return self._services.sampler
 
     # ------------------------------------------------------------------ metrics
 
@@ -291,39 +302,116 @@ class Run(RunFactsMixin):
             MetricKeyError, MetricValueError, StepError: bad input; nothing is written.
             RunStateError: the run has finished.
         """
-        self._metrics.log(metrics, step, epoch=epoch)
+        self._live.writer.log(metrics, step, epoch=epoch)
 
-    def _closed_error(self) -> RunStateError:
-        if self._pid != os.getpid():
-            return RunStateError(
-                f"run {self.id} belongs to process {self._pid}; this forked child "
-                f"({os.getpid()}) cannot write to it",
-                run_id=self.id,
+    def step_fingerprints(
+        self, model: Any = None, *, every: bool | int | None = None
+    ) -> StepFingerprints | None:
+        """Return the run's per-step fingerprint recorder (made on first call), or None if off.
+
+        Integrations call it once per training and then, at every optimizer step,
+        ``fp.step(step, batch, epoch=...)`` (RNG states, the batch's content hash, weights
+        every `every` steps), ``fp.add_batch(b)`` per further micro-batch and ``fp.grads()``
+        before the optimizer step. The records become ``steps.parquet`` (never metrics);
+        `reprolog.diff` reads them to say what made two runs part.
+
+        Args:
+            model: what to fingerprint the weights of (a torch module, a Keras model, or an
+                iterable of tensors/arrays); None: no weights. A later call replaces it.
+            every: weights and gradients every this many steps; None:
+                ``$REPROLOG_STEP_FINGERPRINTS`` (``off``, ``on`` or K), else 100; False: off.
+
+        Returns:
+            The recorder, or None when step fingerprints are off.
+
+        Raises:
+            ArgumentError: `every` (or the environment variable) is not a valid setting.
+            RunStateError: the run has finished.
+        """
+        self._facts.check_live()
+        from reprolog._fingerprint._steptrace import for_writer
+
+        writer = self._live.writer
+        new = writer.companion_count()
+        trace = for_writer(writer, model, every, self.record_capture_error)
+        if trace is not None and writer.companion_count() != new:
+            self.update_section(
+                "step_fingerprints",
+                {"every": trace.every, "file": "steps.parquet", "rng": trace.rng_methods},
             )
-        return RunStateError(
-            f"run {self.id} has finished with status {self.status!r}; start a new run to log more",
-            run_id=self.id,
-        )
+        return trace
 
-    def _check_live(self) -> None:
-        if self._finished or self._pid != os.getpid():
-            raise self._closed_error()
+    # ------------------------------------------------------------------ facts (RunFacts)
 
-    # ------------------------------------------------------------------ record I/O
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record hyperparameters; nested mappings flatten to dotted keys.
 
-    def _save(self) -> None:
-        if self._held_errors is not None:
-            return  # a launcher while its job's processes write the record (see _job)
-        if self._seat is not None and not self._seat.writes_record:
-            return  # a DDP rank's seat: rank 0 writes the job's record
-        with self._record_lock:
-            write_json_atomic(self._layout.record, self._record)
+        A later value for a key wins; the change is kept in the record's `param_history`.
+        Values that JSON cannot hold are stored as their repr, with their type name in
+        `param_types`. Secret-looking names and values are redacted before touching disk.
 
-    def _save_quietly(self) -> None:
-        try:
-            self._save()
-        except Exception:
-            logger.exception("reprolog: could not write the record of run %s", self.id)
+        Raises:
+            ArgumentError: `params` is not a mapping.
+            RunStateError: the run has finished.
+        """
+        self._facts.log_params(params)
+
+    def set_tags(self, tags: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        """Set string tags (values are converted with str); redacted like params."""
+        self._facts.set_tags(tags, **more)
+
+    def update_section(self, name: str, mapping: Mapping[str, Any]) -> None:
+        """Merge facts into a named section of the record (integrations use this).
+
+        Raises:
+            ArgumentError: `name` is not a non-empty string or `mapping` is not a mapping.
+        """
+        self._facts.update_section(name, mapping)
+
+    def record_capture_error(self, what: str, error: BaseException | str) -> None:
+        """Record that capturing `what` failed; logged once, never raised."""
+        self._facts.record_capture_error(what, error)
+
+    def log_dataset(
+        self, name: str, obj: Any, *, context: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Fingerprint a dataset and record it under sections["data"][name].
+
+        Returns the description (fingerprint, how it was hashed, shape or length, dtype or
+        schema). A failure to fingerprint is recorded in the capture report, never raised.
+        """
+        return self._facts.log_dataset(name, obj, context=context)
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str = "file",
+        step: int | None = None,
+        copy: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record a file or folder: path, size, sha256 and step; optionally store a copy.
+
+        The hash (and copy) is computed on a worker thread, so a large checkpoint does not
+        block training; `finish()` waits for it. With `copy=True` the content goes into the
+        store's blob folder, content-addressed and deduplicated.
+
+        Returns:
+            The artifact's id, for `update_artifact`.
+
+        Raises:
+            ArgumentError: the path does not exist or an argument is of the wrong type.
+        """
+        return self._facts.log_artifact(path, kind=kind, step=step, copy=copy, metadata=metadata)
+
+    def update_artifact(self, artifact_id: str, *, metadata: Mapping[str, Any]) -> None:
+        """Merge `metadata` into a logged artifact (e.g. {"deleted": True} after rotation)."""
+        self._facts.update_artifact(artifact_id, metadata=metadata)
+
+    def wait(self) -> None:
+        """Block until pending artifact hashes and copies are done."""
+        self._facts.wait()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -339,27 +427,25 @@ class Run(RunFactsMixin):
         """
         if status not in _FINISH_STATUSES:
             raise ArgumentError(f"status must be one of {_FINISH_STATUSES}, got {status!r}")
+        facts = self._facts
         with self._finish_lock:
-            if self._finished or self._pid != os.getpid():
+            if facts.ended or self._pid != os.getpid():
                 return
-            if self._seat is not None:  # a process of a launched job: the launcher ends it
-                _job.stop_services(self)
-                self._finished = True
-                _lifecycle.unregister(self)
-                _job.leave(self, status, error)
-                return
-            _job.stop_services(self)
-            self._finished = True
-            _lifecycle.unregister(self)
+            self._services.stop()
+            facts.ended = True
+            _drop_live(self)
             self._live.close()
-            self._artifacts.shutdown()
+            facts.artifacts.shutdown()
+            if self._seat is not None:  # a process of a launched job: the launcher ends it
+                _job.leave(self._seat, facts, status, error)
+                return
             wait_for_rank_writers(self._layout)
-            with self._record_lock:
-                record = self._record
+            with facts.lock:
+                record = facts.record
                 record["status"] = status
                 record["end_time"] = time.time()
                 if error is not None:
-                    record["error"] = _error_info(error)
+                    record["error"] = error_info(error)
                 try:
                     problems = compact(self._layout, record)
                     if problems:
@@ -369,32 +455,13 @@ class Run(RunFactsMixin):
                     record["capture_report"]["errors"].append(
                         {"what": "compaction", "error": f"{type(exc).__name__}: {exc}"}
                     )
-                self._refresh_risks()
+                facts.refresh_risks()
                 finalize(self._layout, record)
             self._live.release()  # readers now see the run's writer gone
 
-    def _refresh_risks(self) -> None:
-        try:
-            from reprolog._capture import compute_risks
-
-            sections = self._record["sections"]
-            determinism = sections.get("determinism")
-            if (
-                determinism is not None
-                and not determinism.get("torch_loaded")
-                and "torch" in sys.modules
-            ):
-                # torch was imported after init: its determinism flags are knowable only now.
-                from reprolog._capture.determinism import capture_determinism
-                from reprolog._capture.report import CaptureReport
-
-                determinism.update(capture_determinism(CaptureReport()))
-            if "determinism" in sections:
-                sections["determinism"]["risks"] = compute_risks(sections)
-        except Exception as exc:
-            self._record["capture_report"]["errors"].append(
-                {"what": "determinism risks", "error": f"{type(exc).__name__}: {exc}"}
-            )
+    def _exit_outcome(self) -> tuple[str, BaseException | None]:
+        """How the run ends at interpreter exit when nothing else says (see `_lifecycle`)."""
+        return self._services.exit_outcome()
 
     def __enter__(self) -> Run:
         return self
@@ -407,12 +474,12 @@ class Run(RunFactsMixin):
     ) -> None:
         # The same rule as every integration's: a SIGTERM that turned into a framework's own
         # exception (Lightning's SIGTERMException) still ends the run "interrupted".
-        status, error = _lifecycle.outcome(exc, self.start_time)
+        status, error = outcome(exc, self.start_time)
         self.finish(status, error=error)
 
     def _detach_after_fork(self) -> None:
         # The child shares the parent's mapping; it must never write, flush or finish it.
         self._live.detach()
-        self._finished = True
+        self._facts.ended = True
         if self._seat is not None:  # else a forked worker would hold the job's record seat
             self._seat.release()

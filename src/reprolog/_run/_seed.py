@@ -12,6 +12,8 @@ from typing import Any
 
 from reprolog._capture.importhook import when_imported
 from reprolog._errors import ArgumentError
+from reprolog._run import _hooks
+from reprolog._run._run import active_run
 
 __all__ = ["seed_everything", "take_pending_seeding"]
 
@@ -121,16 +123,10 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> dict[str, Any]
 
 def _record(info: dict[str, Any]) -> None:
     global _pending
-    run = None
-    try:
-        import reprolog._run._lifecycle as run_module
-
-        run = run_module.active_run()
-    except Exception:  # the core not importable: keep it for the next run
-        run = None
+    run = active_run()
     if run is None:
         with _lock:
-            _pending = info
+            _pending = info  # handed to the next run by its start hook (`_hand_over`)
         return
     try:
         run.update_section("seeds", {"seed_everything": info})
@@ -163,13 +159,21 @@ def _refresh_entropy() -> None:
     if facts["numpy_entropy_count"] > entropy.MAX_KEPT:
         return  # only counted from here on: not worth a record write per draw
     try:
-        import reprolog._run._lifecycle as run_module
-
-        run = run_module.active_run()
+        run = active_run()
         if run is not None:
             run.update_section("seeds", facts)
     except Exception:  # the user's generator must work whatever happens here
         return
+
+
+def _hand_over(run: _hooks.StartingRun) -> None:
+    """A run's start hook: record what `seed_everything` did before any run was active."""
+    info = take_pending_seeding()
+    if info:
+        run.update_section("seeds", {"seed_everything": info})
+
+
+_hooks.on_run_start(_hand_over, what="seed_everything")
 
 
 def _install_entropy_hook() -> None:
