@@ -14,6 +14,8 @@ from typing import Any
 
 from reprolog._capture.report import CaptureReport
 from reprolog._errors import CorruptFileError
+from reprolog._storage._atomic import replacing
+from reprolog._storage._layout import RunLayout
 
 __all__ = ["SEED_ENV", "capture_seeds", "restore_rng"]
 
@@ -24,7 +26,6 @@ SEED_ENV = (
     "TF_DETERMINISTIC_OPS",
     "TF_CUDNN_DETERMINISTIC",
 )
-RNG_DIR = "rng"
 
 
 def _dumps(obj: Mapping[str, Any]) -> bytes:
@@ -66,11 +67,12 @@ def numpy_state_bytes() -> bytes:
 
 
 def _write(run_dir: Path, name: str, data: bytes, files: dict[str, str]) -> str:
-    rel = f"{RNG_DIR}/{name}"
-    target = run_dir / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    files[name.split(".")[0]] = rel
+    layout = RunLayout(run_dir)
+    layout.rng_dir.mkdir(parents=True, exist_ok=True)
+    target = layout.rng_dir / name
+    with replacing(target) as tmp:  # a reader never sees half a state
+        tmp.write_bytes(data)
+    files[name.split(".")[0]] = target.relative_to(layout.dir).as_posix()
     return hashlib.sha256(data).hexdigest()
 
 

@@ -273,6 +273,7 @@ def on_run_start(run: Any) -> None:
     try:
         from reprolog._capture.report import CaptureReport
         from reprolog._capture.seeds import capture_seeds, restore_rng
+        from reprolog._storage._layout import RunLayout, StoreLayout
         from reprolog._storage._recordfile import read_json
 
         run.set_tags({"reproduces": original})
@@ -280,8 +281,8 @@ def on_run_start(run: Any) -> None:
         if report:
             with open(report, "a") as fh:
                 fh.write(json.dumps({"id": run.id, "dir": str(run.dir)}) + "\n")
-        source = Path(os.environ.get(ENV_FROM) or Path(run.store_dir) / "runs" / original)
-        seeds = (read_json(source / "run.json").get("sections") or {}).get("seeds") or {}
+        source = Path(os.environ.get(ENV_FROM) or StoreLayout(run.store_dir).run_dir(original))
+        seeds = (read_json(RunLayout(source).record).get("sections") or {}).get("seeds") or {}
         restored = restore_rng(source, seeds)
         run.update_section("seeds", capture_seeds(Path(run.dir), CaptureReport()))
         run.update_section("reproduce", {"of": original, "restored": restored})

@@ -59,7 +59,7 @@ class Seat:
     def release(self) -> None:
         for fd in self.fds:
             with contextlib.suppress(OSError):
-                os.close(fd)
+                _locks.release(fd)
         self.fds = []
 
 

@@ -76,7 +76,7 @@ def launch(options: LaunchOptions) -> int:
         StoreError: the store cannot be created.
     """
     from reprolog._capture.command import ENV_LAUNCH
-    from reprolog._capture.console import CONSOLE_FILE, ConsoleRecorder, limit_from_env
+    from reprolog._capture.console import ConsoleRecorder, limit_from_env
     from reprolog._capture.redact import redact_argv
     from reprolog._capture.sysmetrics import DEFAULT_INTERVAL, interval_from
     from reprolog._run import _job
@@ -124,7 +124,7 @@ def launch(options: LaunchOptions) -> int:
     recorder = None
     if options.console:
         limit = limit_from_env() if options.console_limit is None else options.console_limit
-        recorder = ConsoleRecorder(run.dir / CONSOLE_FILE, limit=limit, env=env)
+        recorder = ConsoleRecorder(run._layout.console, limit=limit, env=env)
         streams = _Streams.open()
         # Where our stdout is not a terminal the child's is a pipe, and Python block-buffers
         # it, as it would writing to a file: we leave that alone (PYTHONUNBUFFERED=1 would

@@ -222,3 +222,8 @@ class RunLayout:
         """published.json: per publish target, the state (pending/snapshot/done) and the files
         known to be there; never published itself (see `_storage._publish`)."""
         return self.dir / "published.json"
+
+    @property
+    def rng_dir(self) -> Path:
+        """`rng/`: the RNG states captured at init (side files of the seeds section)."""
+        return self.dir / "rng"
