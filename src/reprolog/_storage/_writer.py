@@ -1,7 +1,7 @@
 """The metric fast path: validate points and append them to a run's memory-mapped log.
 
 One `MetricWriter` per log folder: the run's own (`log/`) or a secondary rank's
-(`log/rank-<r>/`). `Run` and `RankWriter` own one each and add their lifecycle around it.
+(`log/rank-<r>/`), opened and closed with its flusher and lock by `_livelog.LiveLog`.
 """
 
 from __future__ import annotations
