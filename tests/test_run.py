@@ -648,3 +648,14 @@ def test_init_has_the_one_signature_and_run_is_started_through_it() -> None:
     assert "Start a run and return it." in (reprolog.init.__doc__ or "")
     with pytest.raises(ArgumentError, match=r"reprolog\.init"):
         Run("name")  # type: ignore[arg-type]
+
+
+def test_run_constructor_takes_init_arguments(tmp_path: Path) -> None:
+    """`Run(...)` starts a run from the same arguments as `reprolog.init` (one definition)."""
+    run = Run("direct", dir=tmp_path, capture=False, params={"lr": 0.1})
+    run.log({"loss": 1.0}, step=0)
+    run.finish()
+    record = Store(tmp_path).run("direct")
+    assert (record.status, record.params) == ("completed", {"lr": 0.1})
+    with pytest.raises(ArgumentError, match="unexpected keyword argument 'colour'"):
+        Run(dir=tmp_path, colour="red")

@@ -8,6 +8,7 @@ of the core do when a run starts, they register as start hooks (`_hooks.on_run_s
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -99,6 +100,16 @@ class RunOptions:
     console: bool | None
     system_metrics: float | bool | None
 
+    @classmethod
+    def from_init_arguments(cls, *args: Any, **kwargs: Any) -> RunOptions:
+        """The options that `init(*args, **kwargs)` would start a run with."""
+        try:
+            bound = inspect.signature(init).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"{exc}; Run() takes the arguments of reprolog.init") from None
+        bound.apply_defaults()
+        return cls(**bound.arguments)
+
     def __post_init__(self) -> None:
         name, experiment, flush_interval = self.name, self.experiment, self.flush_interval
         if name is not None and not isinstance(name, str):
@@ -179,9 +190,12 @@ class Run:
     Parquet by `finish()`.
     """
 
-    def __init__(self, options: RunOptions) -> None:
-        if not isinstance(options, RunOptions):
-            raise ArgumentError("start runs with reprolog.init(...)")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Start a run from `reprolog.init`'s arguments (see there; `init` is the usual way)."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], RunOptions):
+            options = args[0]
+        else:
+            options = RunOptions.from_init_arguments(*args, **kwargs)
         self._store = StoreLayout(resolve_store_dir(options.dir, must_exist=False))
         self._pid = os.getpid()
         self._finish_lock = threading.RLock()
