@@ -41,7 +41,7 @@ def export_cmd(ctx: click.Context, run: str, fmt: str | None, output: str | None
       reprolog export 01jb2 --pylock -o pylock.toml && uv pip sync pylock.toml
       reprolog export 01jb2 --dockerfile -o Dockerfile && docker build .
     """
-    from reprolog._store._export import export
+    from reprolog._reproduce._export_env import export
 
     if fmt is None:
         raise click.UsageError(

@@ -1,4 +1,8 @@
-"""Export a run's environment for elsewhere: a PEP 751 ``pylock.toml`` and a ``Dockerfile``."""
+"""Export a run's environment for elsewhere: a PEP 751 ``pylock.toml`` and a ``Dockerfile``.
+
+Also `export(record, fmt)`, the one dispatcher of `reprolog export`'s formats (the record-only
+ones come from `reprolog._store._export`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from reprolog._errors import StoreError
+from reprolog._errors import ArgumentError, StoreError
+from reprolog._store._export import patch, record_json, requirements
 
 __all__ = ["dockerfile", "pylock"]
 
@@ -225,7 +230,6 @@ def dockerfile(record: Any) -> str:
     """
     from reprolog._reproduce._model import REDACTED
     from reprolog._reproduce._venv import requirements_of
-    from reprolog._store._export import patch
 
     env, code, command = _sections(record)
     if not code.get("git") or not code.get("commit"):
@@ -297,3 +301,32 @@ def dockerfile(record: Any) -> str:
     out.append(f"WORKDIR {src if rel in ('.', '') or rel.startswith('..') else src + '/' + rel}")
     out.append(f"CMD {json.dumps(_cmd(command, root, src))}")
     return "\n".join(out) + "\n"
+
+
+FORMATS = ("requirements", "patch", "json", "pylock", "dockerfile")
+
+
+def export(record: Any, fmt: str) -> str:
+    """Export a run in one of ``FORMATS``.
+
+    Args:
+        record: a ``RunRecord``.
+        fmt: ``"requirements"``, ``"patch"``, ``"json"``, ``"pylock"`` (PEP 751) or
+            ``"dockerfile"``.
+
+    Returns:
+        The exported text.
+
+    Raises:
+        ArgumentError: an unknown format.
+        StoreError: the record lacks what the format needs.
+    """
+    if fmt == "requirements":
+        return requirements(record)
+    if fmt == "patch":
+        return patch(record)
+    if fmt == "json":
+        return record_json(record)
+    if fmt in ("pylock", "dockerfile"):
+        return pylock(record) if fmt == "pylock" else dockerfile(record)
+    raise ArgumentError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")

@@ -1,4 +1,8 @@
-"""Export a run: requirements, a git patch of its code state, JSON, pylock.toml, a Dockerfile."""
+"""Export a run's record: requirements, a git patch of its code state, JSON.
+
+`reprolog export` dispatches every format (these, pylock.toml, a Dockerfile) through
+`reprolog._reproduce._export_env.export`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from reprolog._errors import StoreError
-
-FORMATS = ("requirements", "patch", "json", "pylock", "dockerfile")
 
 
 def requirements(record: Any) -> str:
@@ -110,36 +112,6 @@ def new_file_diff(path: str, content: str) -> str:
 def record_json(record: Any) -> str:
     """Return the whole run record as indented JSON (non-finite floats as JSON's NaN/Infinity)."""
     return json.dumps(record.raw, indent=2, sort_keys=True, default=repr) + "\n"
-
-
-def export(record: Any, fmt: str) -> str:
-    """Export a run in one of ``FORMATS``.
-
-    Args:
-        record: a ``RunRecord``.
-        fmt: ``"requirements"``, ``"patch"``, ``"json"``, ``"pylock"`` (PEP 751) or
-            ``"dockerfile"``.
-
-    Returns:
-        The exported text.
-
-    Raises:
-        ArgumentError: an unknown format.
-        StoreError: the record lacks what the format needs.
-    """
-    from reprolog._errors import ArgumentError
-
-    if fmt == "requirements":
-        return requirements(record)
-    if fmt == "patch":
-        return patch(record)
-    if fmt == "json":
-        return record_json(record)
-    if fmt in ("pylock", "dockerfile"):
-        from reprolog._reproduce._export_env import dockerfile, pylock
-
-        return pylock(record) if fmt == "pylock" else dockerfile(record)
-    raise ArgumentError(f"export format must be one of {', '.join(FORMATS)}; got {fmt!r}")
 
 
 def _section(record: Any, name: str) -> dict[str, Any]:
