@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import dataclasses
+import importlib
+import inspect
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,9 +21,18 @@ import reprolog
 PUBLIC = [
     "AmbiguousRunError",
     "ArgumentError",
+    "Barrier",
+    "Category",
+    "Cause",
+    "CheckpointComparison",
     "CorruptFileError",
+    "Difference",
+    "EnvDifference",
+    "Explanation",
+    "MetricComparison",
     "MetricError",
     "MetricKeyError",
+    "MetricStatus",
     "MetricValueError",
     "QueryError",
     "RankWriter",
@@ -25,11 +40,13 @@ PUBLIC = [
     "Reproduction",
     "ReprologError",
     "Run",
+    "RunDiff",
     "RunNotFoundError",
     "RunOwner",
     "RunRecord",
     "RunStateError",
     "StepError",
+    "StepFingerprints",
     "Store",
     "StoreError",
     "__version__",
@@ -119,16 +136,21 @@ def test_import_is_light_and_imports_no_framework(
     }
 
 
-def test_version_is_the_distributions() -> None:
+def test_version_is_one_string_the_distribution_reads() -> None:
     import importlib.metadata
     import re
 
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    found = re.search(r'^version = "([^"]+)"$', pyproject.read_text(encoding="utf-8"), re.M)
-    assert found, "no version in pyproject.toml"
-    declared = found.group(1)
-    assert reprolog.__version__ == declared
-    assert importlib.metadata.version("reprolog") == declared
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    project = pyproject.split("[project]", 1)[1].split("\n[", 1)[0]
+    assert not re.search(r"^version\s*=", project, re.M), "pyproject.toml repeats the version"
+    assert re.search(r'^dynamic = \["version"\]$', project, re.M)
+    assert re.search(
+        r'^\[tool\.hatch\.version\]\npath = "src/reprolog/__init__.py"$', pyproject, re.M
+    )
+    source = (root / "src" / "reprolog" / "__init__.py").read_text(encoding="utf-8")
+    assert re.findall(r'^__version__ = "([^"]+)"$', source, re.M) == [reprolog.__version__]
+    assert importlib.metadata.version("reprolog") == reprolog.__version__
 
 
 @pytest.mark.parametrize("name", ["init", "Store", "Run", "active_run"])
@@ -145,7 +167,7 @@ def test_step_fingerprints_and_the_diff_explanation_are_pinned() -> None:
     # What integrations call (they import only `reprolog.__all__`) and what reproduce reads.
     import inspect
 
-    from reprolog._diff import Barrier, Explanation, RunDiff
+    from reprolog import Barrier, Explanation, RunDiff
 
     for owner in (reprolog.Run, reprolog.RankWriter):
         params = inspect.signature(owner.step_fingerprints).parameters
@@ -164,3 +186,97 @@ def test_step_fingerprints_and_the_diff_explanation_are_pinned() -> None:
         "code or logging",
         "unknown",
     ]
+
+
+def _imported_names(module: ModuleType) -> dict[str, tuple[str, str | None]]:
+    """Every name a module imports, `if TYPE_CHECKING:` ones too: name -> (module, attribute)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                names[alias.asname or alias.name] = (node.module, alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    names[alias.asname] = (alias.name, None)
+                else:
+                    top = alias.name.split(".")[0]
+                    names[top] = (top, None)
+    return names
+
+
+def _resolve(dotted: str, module: ModuleType) -> Any:
+    head, *rest = dotted.split(".")
+    if head in vars(module):
+        obj = vars(module)[head]
+    elif hasattr(builtins, head):
+        obj = getattr(builtins, head)
+    else:
+        origin, attribute = _imported_names(module)[head]
+        obj = importlib.import_module(origin)
+        obj = getattr(obj, attribute) if attribute else obj
+    for part in rest:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _annotated_names(annotation: Any) -> list[str]:
+    """The dotted names in an annotation string (`Literal[...]` values are not names)."""
+    if not isinstance(annotation, str):
+        return [annotation.__name__] if inspect.isclass(annotation) else []
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("Literal"):
+            return
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            found.append(ast.unparse(node))
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(annotation, mode="eval").body)
+    return found
+
+
+def _annotations_of_public(name: str) -> Iterator[tuple[str, Any, ModuleType]]:
+    """(where, annotation, module it was written in) for a public name and its public members."""
+    obj = getattr(reprolog, name)
+    if inspect.isfunction(obj):
+        for what, annotation in inspect.unwrap(obj).__annotations__.items():
+            yield f"{name}() {what}", annotation, sys.modules[obj.__module__]
+        return
+    for klass in obj.__mro__:
+        if not klass.__module__.startswith("reprolog."):
+            continue
+        module = sys.modules[klass.__module__]
+        for what, annotation in vars(klass).get("__annotations__", {}).items():
+            if not what.startswith("_"):
+                yield f"{name}.{what}", annotation, module
+        for attr, value in vars(klass).items():
+            # Not __init__: a class users build has a public function that builds it (`init`,
+            # `attach`) or plain arguments; RunRecord and StepFingerprints are handed out.
+            if attr.startswith("_") and attr not in ("__enter__", "__call__"):
+                continue
+            function = value.fget if isinstance(value, property) else value
+            function = getattr(function, "__func__", function)  # static / class methods
+            if inspect.isfunction(function):
+                for what, annotation in function.__annotations__.items():
+                    yield f"{name}.{attr}() {what}", annotation, module
+
+
+def test_the_public_api_names_no_private_type() -> None:
+    # What a public function takes or returns, and what a public class's public attributes hold,
+    # is a public name (`reprolog.RunDiff`), never a class only reachable through a private module.
+    leaks = []
+    for name in PUBLIC:
+        if name == "__version__":
+            continue
+        for where, annotation, module in _annotations_of_public(name):
+            for dotted in _annotated_names(annotation):
+                target = _resolve(dotted, module)
+                if not inspect.isclass(target) or not target.__module__.startswith("reprolog"):
+                    continue
+                if getattr(reprolog, target.__name__, None) is not target:
+                    leaks.append(f"{where}: {target.__module__}.{target.__qualname__}")
+    assert not leaks, "public annotations that name a private type:\n" + "\n".join(sorted(leaks))

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from reprolog._capture.importhook import when_imported
 from reprolog._diff import diff
+from reprolog._diff._model import (
+    Barrier,
+    Category,
+    Difference,
+    Explanation,
+    MetricComparison,
+    MetricStatus,
+    RunDiff,
+)
 from reprolog._errors import (
     AmbiguousRunError,
     ArgumentError,
@@ -20,7 +29,14 @@ from reprolog._errors import (
     StoreError,
 )
 from reprolog._fingerprint._content import fingerprint
-from reprolog._reproduce import Reproduction, reproduce
+from reprolog._fingerprint._steptrace import StepFingerprints
+from reprolog._reproduce import reproduce
+from reprolog._reproduce._model import (
+    Cause,
+    CheckpointComparison,
+    EnvDifference,
+    Reproduction,
+)
 from reprolog._run._lifecycle import active_run
 from reprolog._run._owner import RunOwner
 from reprolog._run._plugins import autolog, autolog_enabled
@@ -35,9 +51,18 @@ __version__ = "0.1.0"
 __all__ = [
     "AmbiguousRunError",
     "ArgumentError",
+    "Barrier",
+    "Category",
+    "Cause",
+    "CheckpointComparison",
     "CorruptFileError",
+    "Difference",
+    "EnvDifference",
+    "Explanation",
+    "MetricComparison",
     "MetricError",
     "MetricKeyError",
+    "MetricStatus",
     "MetricValueError",
     "QueryError",
     "RankWriter",
@@ -45,11 +70,13 @@ __all__ = [
     "Reproduction",
     "ReprologError",
     "Run",
+    "RunDiff",
     "RunNotFoundError",
     "RunOwner",
     "RunRecord",
     "RunStateError",
     "StepError",
+    "StepFingerprints",
     "Store",
     "StoreError",
     "__version__",
