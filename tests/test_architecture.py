@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import io
+import re
 import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -279,3 +280,62 @@ def test_the_graph_sees_every_kind_of_import(tmp_path: Path) -> None:
         ("reprolog._store._store", 12),
         ("reprolog._diff._model", 14),
     }
+
+
+ARCHITECTURE = SRC.parent / "ARCHITECTURE.md"
+
+
+def _code_blocks_after(heading: str) -> list[list[str]]:
+    """The lines of each fenced code block in a `## heading` section of ARCHITECTURE.md."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    assert f"\n## {heading}" in text, f"ARCHITECTURE.md has no '## {heading}' section"
+    section = text.split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```")[1::2]
+    return [block.splitlines()[1:] for block in blocks]  # after the fence's language tag
+
+
+def test_architecture_md_tree_is_the_package() -> None:
+    # One line per module, indented two spaces per folder: `name  what it holds`.
+    trees = [b for b in _code_blocks_after("Core modules") if b and b[0] == "src/reprolog/"]
+    assert len(trees) == 1, (
+        "ARCHITECTURE.md's Core modules needs one block that starts src/reprolog/"
+    )
+    lines = [line for line in trees[0] if line.strip()]
+    listed: list[str] = []
+    folders: list[str] = []
+    for line in lines[1:]:
+        depth, rest = divmod(len(line) - len(line.lstrip(" ")), 2)
+        assert not rest and depth >= 1, f"ARCHITECTURE.md tree: odd indentation: {line!r}"
+        name = line.split()[0]
+        assert len(line.split(maxsplit=1)) == 2, f"ARCHITECTURE.md tree: {name} says nothing"
+        folders[depth - 1 :] = []
+        path = "/".join([*folders, name.rstrip("/")])
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+        listed.append(path)
+    on_disk = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")}
+    in_tree = {p for p in listed if p.endswith(".py")}
+    assert not on_disk - in_tree, (
+        f"modules missing from ARCHITECTURE.md: {sorted(on_disk - in_tree)}"
+    )
+    assert not in_tree - on_disk, (
+        f"ARCHITECTURE.md lists no such module: {sorted(in_tree - on_disk)}"
+    )
+    for path in listed:
+        assert (PACKAGE / path).exists(), f"ARCHITECTURE.md tree: no {path} in src/reprolog"
+    assert len(listed) == len(set(listed)), "ARCHITECTURE.md tree lists a path twice"
+
+
+def test_architecture_md_public_api_is_all() -> None:
+    block = "\n".join(_code_blocks_after("Public API")[0])
+
+    def named(name: str) -> bool:  # a function as `reprolog.name(`, anything else as a word
+        if callable(getattr(reprolog, name)) and not isinstance(getattr(reprolog, name), type):
+            return f"reprolog.{name}(" in block
+        return re.search(rf"\b{re.escape(name)}\b", block) is not None
+
+    missing = [n for n in reprolog.__all__ if not named(n)]
+    assert not missing, f"ARCHITECTURE.md's Public API block does not name {missing}"
+    named = set(re.findall(r"\breprolog\.(\w+)", block))
+    extra = named - set(reprolog.__all__) - {"ui"}
+    assert not extra, f"ARCHITECTURE.md's Public API block names {sorted(extra)}, not in __all__"
