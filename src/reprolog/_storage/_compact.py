@@ -42,18 +42,15 @@ def read_live_table(layout: RunLayout, run_id: str) -> tuple[pa.Table, list[str]
     ranks = layout.rank_dirs()
     if not ranks:
         return to_table(run_id, contents), contents.problems
-    tables = [to_table(run_id, contents, rank=0)]
+    # Every table has the `rank` column: 0 for the run's own points, the launched job's
+    # `log/rank-0/` included (see _job), r for a rank writer's.
+    tables = [to_table(run_id, contents)]
     problems = list(contents.problems)
     for rank, folder in ranks:
         part = read_log(folder)
         problems.extend(part.problems)
         tables.append(to_table(run_id, part, rank=rank))
-    table = combine_ranks(tables)
-    if all(rank == 0 for rank, _ in ranks):
-        # `log/rank-0/`: the process of a launched job that recorded for the launcher's run
-        # (see _job). Its points are the run's own: no rank column.
-        table = table.drop_columns(["rank"])
-    return table, problems
+    return combine_ranks(tables), problems
 
 
 def wait_for_rank_writers(layout: RunLayout, timeout: float = 5.0) -> list[int]:

@@ -15,16 +15,18 @@ if TYPE_CHECKING:
 
     from reprolog._storage._metriclog import LogContents
 
-METRICS_FORMAT_VERSION = "1"
-COLUMNS = ("run_id", "key", "step", "epoch", "value", "time")
+#: "2": every file has the `rank` column (0 for the run's own points). "1" files have it only
+#: in runs that had rank writers; readers add it (all 0) to the ones without it.
+METRICS_FORMAT_VERSION = "2"
+COLUMNS = ("run_id", "key", "step", "epoch", "value", "time", "rank")
 
 
-def metrics_schema(*, with_rank: bool = False) -> pa.Schema:
+def metrics_schema() -> pa.Schema:
     """The schema of every metrics.parquet file (the on-disk contract).
 
-    Args:
-        with_rank: add the int32 `rank` column of runs that had secondary rank writers
-            (`reprolog.attach`); 0 marks the run's own points.
+    The int32 `rank` column is always there (nullable in the file, never null when written
+    by reprolog): 0 for the run's own points, r for a rank writer's (`reprolog.attach`). One
+    schema in every file lets any engine read `runs/*/metrics.parquet` with no options.
     """
     import pyarrow as pa
 
@@ -35,9 +37,8 @@ def metrics_schema(*, with_rank: bool = False) -> pa.Schema:
         pa.field("epoch", pa.int32()),  # null when not given
         pa.field("value", pa.float64()),
         pa.field("time", pa.timestamp("ms", tz="UTC")),
+        pa.field("rank", pa.int32()),
     ]
-    if with_rank:
-        fields.append(pa.field("rank", pa.int32()))
     return pa.schema(fields, metadata={"reprolog.format_version": METRICS_FORMAT_VERSION})
 
 
@@ -68,10 +69,10 @@ def combine_ranks(tables: list[pa.Table]) -> pa.Table:
     return table.take(from_numpy(order.astype(np.int64, copy=False), pa.int64()))
 
 
-def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Table:
-    """Build the metrics table of one run, sorted by (key, step), logging order kept for ties.
+def to_table(run_id: str, log: LogContents, *, rank: int = 0) -> pa.Table:
+    """Build the metrics table of one log, sorted by (key, step), logging order kept for ties.
 
-    With `rank`, the table gets a constant `rank` column (see `metrics_schema`).
+    Its `rank` column is the constant `rank` (0: the run's own points; see `metrics_schema`).
     """
     import numpy as np
     import pyarrow as pa
@@ -85,7 +86,6 @@ def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Ta
     order = np.lexsort((log.step, key_rank))
     sorted_names = strings([names[i] for i in order_of_names])
     epoch = log.epoch[order]
-    extra = [] if rank is None else [from_numpy(np.full(n, rank, dtype=np.int32), pa.int32())]
     table = pa.Table.from_arrays(
         [
             pa.DictionaryArray.from_arrays(
@@ -101,9 +101,9 @@ def to_table(run_id: str, log: LogContents, *, rank: int | None = None) -> pa.Ta
             from_numpy(
                 log.time_ms[order].astype(np.int64, copy=False), pa.timestamp("ms", tz="UTC")
             ),
-            *extra,
+            from_numpy(np.full(n, rank, dtype=np.int32), pa.int32()),
         ],
-        schema=metrics_schema(with_rank=rank is not None),
+        schema=metrics_schema(),
     )
     return table
 
@@ -118,7 +118,7 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     write_parquet_atomic(
         table,
         path,
-        use_dictionary=["run_id", "key", "epoch"],
+        use_dictionary=["run_id", "key", "epoch", "rank"],
         column_encoding={
             "step": "DELTA_BINARY_PACKED",
             "time": "DELTA_BINARY_PACKED",
@@ -145,7 +145,11 @@ def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
 
 
 def read_parquet(path: Path, keys: list[str] | None = None) -> pa.Table:
-    """Read one run's metrics; a corrupt file raises CorruptFileError naming it."""
+    """Read one run's metrics; a corrupt file raises CorruptFileError naming it.
+
+    Always in `metrics_schema()`: a format "1" file without the `rank` column (a run that had
+    no rank writers, every point its own) gets it, all 0.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -158,7 +162,12 @@ def read_parquet(path: Path, keys: list[str] | None = None) -> pa.Table:
 
             wanted = pa.array(list(keys), pa.string())
             table = table.filter(pc.is_in(table.column("key").cast(pa.string()), wanted))
-        return table.cast(metrics_schema(with_rank="rank" in table.schema.names))
+        if "rank" not in table.schema.names:
+            import numpy as np
+
+            zeros = from_numpy(np.zeros(table.num_rows, dtype=np.int32), pa.int32())
+            table = table.append_column(pa.field("rank", pa.int32()), zeros)
+        return table.cast(metrics_schema())
     except (pa.ArrowException, OSError) as exc:
         raise CorruptFileError(f"{path}: unreadable metrics file: {exc}", path=str(path)) from exc
 
