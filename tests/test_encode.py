@@ -50,7 +50,7 @@ def contents(
 
 def test_schema_is_the_on_disk_contract() -> None:
     schema = metrics_schema()
-    assert schema.names == ["run_id", "key", "step", "epoch", "value", "time"]
+    assert schema.names == ["run_id", "key", "step", "epoch", "value", "time", "rank"]
     assert schema.field("key").type == pa.dictionary(pa.int32(), pa.string())
     assert schema.field("run_id").type == pa.dictionary(pa.int32(), pa.string())
     assert schema.field("step").type == pa.int64()

@@ -123,7 +123,9 @@ def test_runs_of_an_empty_store(store_dir: Path) -> None:
         "duration",
     ]
     assert len(store.metrics()) == 0
-    assert list(store.metrics().columns) == ["run_id", "key", "step", "epoch", "value", "time"]
+    assert list(store.metrics().columns) == [
+        "run_id", "key", "step", "epoch", "value", "time", "rank"
+    ]  # fmt: skip
     assert store.sql("SELECT count(*) AS n FROM metrics")["n"].tolist() == [0]
 
 

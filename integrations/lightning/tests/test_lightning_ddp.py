@@ -91,9 +91,9 @@ def test_ddp_default_makes_one_run_written_by_rank_zero_only(
     assert record.params["trainer.strategy"] == "DDPStrategy"
     assert record.sections["lightning"]["world_size"] == 2
     assert record.sections["lightning"]["all_ranks"] is False
-    # Rank 1 logs rank_value=1.0; only rank 0's values are kept, and no rank column appears.
+    # Rank 1 logs rank_value=1.0; only rank 0's values are kept, all as rank 0.
     metrics = store.metrics(runs=[row.id])
-    assert "rank" not in metrics.columns
+    assert set(metrics["rank"]) == {0}
     assert record.metrics(keys=["rank_value"])["value"].tolist() == [0.0, 0.0, 0.0]
     assert record.metrics(keys=["rank_epoch"])["value"].tolist() == [10.0]
     assert sorted(record.metrics(keys=["loss"])["step"]) == [0, 1, 2]
