@@ -141,3 +141,22 @@ def test_a_format_1_file_without_rank_reads_everywhere(
         "acc": "identical",
         "loss": "identical",
     }
+
+
+def test_the_sql_metrics_view_has_rank_whatever_the_files_hold(
+    make_run: Callable[..., reprolog.Run], store_dir: Path
+) -> None:
+    """`metrics` in SQL has `rank` for format-2 files, format-1 files only, and no files."""
+    query = "SELECT rank, count(*) AS n FROM metrics GROUP BY rank ORDER BY rank"
+    run = make_run("old")
+    run.log({"loss": 1.0}, step=0)
+    run.finish()
+    assert reprolog.Store(store_dir).sql(query).values.tolist() == [[0, 1]]
+    _make_format_1(run)  # the only file now lacks the column
+    assert reprolog.Store(store_dir).sql(query).values.tolist() == [[0, 1]]
+    ranked = make_run("ranked")
+    writer = reprolog.attach(ranked.id, rank=1, dir=store_dir)
+    writer.log({"loss": 2.0}, step=0)
+    writer.close()
+    ranked.finish()
+    assert reprolog.Store(store_dir).sql(query).values.tolist() == [[0, 1], [1, 1]]

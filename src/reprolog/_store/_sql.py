@@ -90,7 +90,8 @@ def _register_views(reader: StoreReader, con: Any, used: set[str]) -> tuple[list
 ARTIFACT_FIELDS = ("id", "name", "kind", "path", "size", "sha256", "step", "status", "blob")
 
 _COLUMNS_SQL = (
-    "CAST(run_id AS VARCHAR) AS run_id, CAST(key AS VARCHAR) AS key, step, epoch, value, time"
+    "CAST(run_id AS VARCHAR) AS run_id, CAST(key AS VARCHAR) AS key, step, epoch, value, time, "
+    "CAST(COALESCE(rank, 0) AS INTEGER) AS rank"
 )
 
 
@@ -104,13 +105,19 @@ def _create_metrics_view(con: Any, files: list[str], *, live: bool = False) -> N
     parts = []
     if files:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        # union_by_name: files of runs with rank writers carry an extra `rank` column.
-        parts.append(f"SELECT {_COLUMNS_SQL} FROM read_parquet([{listing}], union_by_name=true)")
+        # Format-1 files have no `rank` column (format 2 always does): union by name with an
+        # empty relation that has it, so the view has it even when no file does (rank 0 then).
+        files_sql = (
+            f"SELECT * FROM read_parquet([{listing}], union_by_name=true) "
+            "UNION ALL BY NAME SELECT NULL::INTEGER AS rank WHERE false"
+        )
+        parts.append(f"SELECT {_COLUMNS_SQL} FROM ({files_sql})")
     if live:
         parts.append(f"SELECT {_COLUMNS_SQL} FROM _live_metrics")
     if not parts:
         parts.append(
             "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS key, NULL::BIGINT AS step, "
-            "NULL::INTEGER AS epoch, NULL::DOUBLE AS value, NULL::TIMESTAMPTZ AS time WHERE false"
+            "NULL::INTEGER AS epoch, NULL::DOUBLE AS value, NULL::TIMESTAMPTZ AS time, "
+            "NULL::INTEGER AS rank WHERE false"
         )
     con.execute("CREATE OR REPLACE VIEW metrics AS " + " UNION ALL ".join(parts))
