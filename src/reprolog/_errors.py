@@ -101,3 +101,20 @@ class ReproduceError(ReprologError):
 
 class QueryError(ReprologError, ValueError):
     """A SQL query or predicate that DuckDB rejected."""
+
+
+class RemoteStoreError(StoreError):
+    """A store at a URI (S3, a shared filesystem) that cannot be read or written.
+
+    The message is one line naming the bucket (or folder) and the cause: a missing bucket,
+    denied access (wrong credentials), an unreachable endpoint. It never holds a credential.
+
+    Attributes:
+        uri: the store's URI as it may be shown (no userinfo, no secret query option).
+        bucket: the S3 bucket, or the folder, involved.
+    """
+
+    def __init__(self, message: str, *, uri: str | None = None, bucket: str | None = None) -> None:
+        super().__init__(message, path=uri)
+        self.uri = uri
+        self.bucket = bucket

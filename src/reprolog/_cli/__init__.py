@@ -60,10 +60,12 @@ def _register() -> None:
         _reproduce,
         _run,
         _show,
+        _sync,
         _ui,
     )
 
-    for module in (_list, _show, _query, _diff, _reproduce, _maintain, _run, _logs, _ui):
+    modules = (_list, _show, _query, _diff, _reproduce, _maintain, _run, _logs, _ui, _sync)
+    for module in modules:
         for command in module.COMMANDS:
             main.add_command(command)
 
