@@ -124,7 +124,7 @@ def reproduce(
     elif store is not None or isinstance(run, str):
         st = Store(store)
     else:  # a RunRecord and no store: the one that holds it
-        st = Store(Path(run.dir).parent.parent)
+        st = Store._of_run_dir(run.dir)
     record = st.run(run) if isinstance(run, str) else run
     plan = plan_rerun(record, st)
     if steps is not None:
