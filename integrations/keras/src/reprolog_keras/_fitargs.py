@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Mapping
+from types import FrameType
 from typing import Any
 
 # Keras's documented batch size when arrays are given and batch_size is None.
@@ -190,15 +191,15 @@ def arguments_from_fit_frame(model: Any, *, max_depth: int = 12) -> dict[str, An
         ]
     except (TypeError, ValueError):
         return None
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1).f_back
     try:
         for _ in range(max_depth):
-            frame = frame.f_back  # type: ignore[assignment]
             if frame is None:
                 return None
             if frame.f_code.co_name == "fit" and frame.f_locals.get("self") is model:
                 local = frame.f_locals
                 return {name: local[name] for name in names if name in local}
+            frame = frame.f_back
         return None
     finally:
         del frame  # frames hold references to everything on the stack

@@ -24,7 +24,8 @@ def step_metrics(
             loggers receive (None when loggers receive no step value). A key whose meta
             object changed is worked out again.
     """
-    results = getattr(trainer, "_results", None)
+    # Lightning's private _ResultCollection; None (or another shape) raises AttributeError below.
+    results: Any = getattr(trainer, "_results", None)
     if names is None:
         names = {}
     try:
@@ -32,14 +33,12 @@ def step_metrics(
         # building the callback and progress-bar dicts (the latter calls .item() per value):
         # this runs at every training step, so each key's name is worked out once.
         out: dict[str, Any] = {}
-        for key, result in results.valid_items():  # type: ignore[union-attr]
+        for key, result in results.valid_items():
             meta = result.meta
             known = names.get(key)
             if known is None or known[0] is not meta:
                 name = (
-                    results._forked_name(result, True)[1]  # type: ignore[union-attr]
-                    if meta.logger and meta.on_step
-                    else None
+                    results._forked_name(result, True)[1] if meta.logger and meta.on_step else None
                 )
                 known = names[key] = (meta, name)
             name = known[1]

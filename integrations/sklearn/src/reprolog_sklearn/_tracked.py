@@ -52,7 +52,7 @@ def _inner_has(attr: str) -> Callable[[Any], bool]:
     return check
 
 
-class Tracked(MetaEstimatorMixin, BaseEstimator):  # type: ignore[misc]
+class Tracked(MetaEstimatorMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is untyped: Any bases
     """Wrap any estimator so that fitting it records a reprolog run.
 
     The wrapper behaves as the estimator it wraps: same tags (so `is_classifier` and

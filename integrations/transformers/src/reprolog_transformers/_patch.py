@@ -83,5 +83,5 @@ def install_train_wrapper() -> bool:
         return False
     cls = trainer_module.Trainer
     if not getattr(cls.train, MARK_ATTR, False):
-        cls.train = _wrap_train(cls.train)  # type: ignore[method-assign]
+        cls.train = _wrap_train(cls.train)  # type: ignore[method-assign]  # patching is the point
     return True
