@@ -32,7 +32,8 @@ class _Group(click.Group):
     "store_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Store folder (default: $REPROLOG_DIR, else the nearest .reprolog here or above).",
+    help="Store folder (default: $REPROLOG_DIR, else the nearest .reprolog here or above), "
+    "or a store at a URI (s3://bucket/prefix), read-only.",
 )
 @click.version_option(package_name="reprolog", prog_name="reprolog")
 @click.pass_context

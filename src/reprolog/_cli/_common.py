@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from reprolog._errors import ReprologError, StoreError
+from reprolog._errors import RemoteStoreError, ReprologError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,11 +48,25 @@ def fail(error: ReprologError | str) -> NoReturn:
     raise CliError(str(error))
 
 
-def store_from(ctx: click.Context) -> Store:
-    """Open the store named by ``--dir`` (else ``$REPROLOG_DIR``, else the nearest .reprolog)."""
+def store_from(ctx: click.Context, *, writes: str | None = None) -> Store:
+    """Open the store named by ``--dir`` (else ``$REPROLOG_DIR``, else the nearest .reprolog).
+
+    ``--dir`` may be a URI (``s3://bucket/prefix``): a read-only store (see `Store`).
+
+    Args:
+        writes: the command's name when it changes the store: refused on a store at a URI.
+    """
+    from reprolog._storage._remote import display_uri, is_uri
     from reprolog._store._store import Store
 
     obj = ctx.find_root().obj or {}
+    if writes is not None and is_uri(obj.get("dir")):
+        uri = display_uri(obj["dir"])
+        raise CliError(
+            f"reprolog {writes} writes to the store, and a store at a URI is read-only here "
+            f"({uri}): run it on a local store (`reprolog pull --from {uri}` copies runs "
+            "into one)"
+        )
     if "store" not in obj:
         try:
             obj["store"] = Store(obj.get("dir"))
@@ -66,7 +80,10 @@ def store_from(ctx: click.Context) -> Store:
 def _no_store_message(option: str | None, exc: StoreError) -> str:
     """Say where the command looked for a store, in its own terms (--dir, $REPROLOG_DIR)."""
     from reprolog._storage._layout import ENV_DIR, STORE_DIRNAME, StoreLayout
+    from reprolog._storage._remote import is_uri
 
+    if isinstance(exc, RemoteStoreError) or is_uri(option):
+        return str(exc)  # one line that names the URI (never its credentials) and the cause
     path = exc.path or option
     if path is not None and StoreLayout(Path(path)).runs.is_dir():
         return str(exc)  # a store is there: the library's message says what is wrong with it

@@ -41,6 +41,10 @@ def logs(ctx: click.Context, run: str, follow: bool, stream: str, timestamps: bo
 
     store = store_from(ctx)
     record = store.run(run)
+    if follow and store.uri is not None:
+        # A store at a URI holds what was published (a snapshot at most): nothing to follow.
+        click.echo(f"reprolog: {store.uri} is a published store: printing what it holds", err=True)
+        follow = False
     layout = RunLayout(record.dir)
     path = layout.console
     if not follow and not path.exists():

@@ -75,7 +75,7 @@ def gc(ctx: click.Context, older_than: float | None, dry_run: bool) -> None:
     """
     from reprolog._store._gc import collect
 
-    report = collect(store_from(ctx), older_than_days=older_than, dry_run=dry_run)
+    report = collect(store_from(ctx, writes="gc"), older_than_days=older_than, dry_run=dry_run)
     out = console()
     verb = "would remove" if dry_run else "removed"
     for run_id in report.runs:

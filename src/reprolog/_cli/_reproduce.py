@@ -95,8 +95,9 @@ def reproduce_cmd(
     """
     from reprolog._reproduce import reproduce
 
+    store = store_from(ctx, writes=None if dry_run else "reproduce")  # a re-run is a new run
     result = reproduce(
-        run, store=store_from(ctx), rtol=rtol, atol=atol, exact=exact, dry_run=dry_run,
+        run, store=store, rtol=rtol, atol=atol, exact=exact, dry_run=dry_run,
         timeout=timeout, keep=keep, env=env_mode, strict=strict, steps=steps,
         installer=installer,
     )  # fmt: skip

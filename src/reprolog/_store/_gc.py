@@ -73,6 +73,11 @@ def collect(
         or not older_than_days >= 0
     ):
         raise ArgumentError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
+    if store.uri is not None:
+        raise ArgumentError(
+            f"gc removes runs from a store, and a store at a URI is read-only here "
+            f"({store.uri}); run it on a local store"
+        )
     now = time.time() if now is None else now
     cutoff = None if older_than_days is None else now - older_than_days * 86400.0
     layout = store._layout

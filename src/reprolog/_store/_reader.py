@@ -70,6 +70,11 @@ class StoreReader:
             RunLayout(Path(os.fspath(run_dir))).run_id
         )
 
+    @property
+    def where(self) -> str:
+        """The store as messages name it: its folder (a store at a URI: its display URI)."""
+        return str(self.layout.root)
+
     def problem(self, message: str) -> None:
         """Note a problem once (and log it): the rest of the store stays readable."""
         if message not in self.problems:
@@ -104,14 +109,14 @@ class StoreReader:
             return ref
         matches = [i for i in ids if i.startswith(ref.lower())]
         if not matches:
-            matches = [s["id"] for s in self.summaries() if s.get("name") == ref]
+            matches = [s["id"] for s in self._named_rows() if s.get("name") == ref]
         if len(matches) == 1:
             return matches[0]
         if not matches:
             raise RunNotFoundError(
-                f"no run matches {ref!r} (as an id, id prefix or name) in {self.layout.root}",
+                f"no run matches {ref!r} (as an id, id prefix or name) in {self.where}",
                 query=ref,
-                path=str(self.layout.root),
+                path=self.where,
             )
         raise AmbiguousRunError(
             f"{ref!r} matches {len(matches)} runs: {', '.join(matches[:10])}"
@@ -120,6 +125,17 @@ class StoreReader:
             query=ref,
             candidates=matches,
         )
+
+    def _named_rows(self) -> list[dict[str, Any]]:
+        """The summary rows `resolve` looks names up in."""
+        return self.summaries()
+
+    def prefetch(self, run_ids: Iterable[str]) -> None:
+        """Make these runs' files readable in `layout` before many of them are read.
+
+        A folder has them already (nothing to do); a store at a URI fetches them into its
+        cache (`RemoteStoreReader`), all at once rather than one per read.
+        """
 
     # ------------------------------------------------------------------ records
 

@@ -47,7 +47,8 @@ def _register_views(reader: StoreReader, con: Any, used: set[str]) -> tuple[list
     Returns the Parquet files behind `metrics`, and whether live runs' points join them.
 
     Building `artifacts` reads every run record, so a query pays only for the views it
-    uses.
+    uses. On a store at a URI, `metrics` and `artifacts` fetch the runs' files into the
+    reader's cache first (`RemoteStoreReader.prefetch`); `runs` and `params` need none.
     """
     import pandas as pd
 
@@ -69,6 +70,8 @@ def _register_views(reader: StoreReader, con: Any, used: set[str]) -> tuple[list
         "params",
         pd.DataFrame(params_rows, columns=["run_id", "key", "value", "value_num"]),
     )
+    if "artifacts" in used:
+        reader.prefetch(runs["id"])  # a store at a URI: its runs' records, fetched at once
     for run_id in runs["id"] if "artifacts" in used else []:
         try:
             record = reader.load_record(run_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reprolog._errors import ArgumentError
+from reprolog._storage._remote import display_uri, is_uri
 from reprolog._store._frames import metrics_frame, runs_frame
 from reprolog._store._reader import StoreReader
 from reprolog._store._record import RunRecord
@@ -28,16 +29,23 @@ class Store:
 
     Args:
         dir: the store folder; None means `$REPROLOG_DIR`, else the nearest `.reprolog`
-            in this folder or a parent.
+            in this folder or a parent. A URI `pyarrow.fs` understands (`s3://bucket/prefix`,
+            `gs://...`) reads the store published there (`reprolog push`), read-only:
+            listing reads its summary index, and a run's files are fetched on first use
+            into a local cache (`$REPROLOG_CACHE_DIR/stores/<hash>/`, `Store.dir`).
+            `file:///path` is the folder `/path`.
         read_only: never write to the store (what `reprolog ui` uses). Listing keeps its
             summary index in memory instead of writing `index/runs.parquet`; a dead
             `running` run is reported `crashed` (ending at its last heartbeat, its metrics
             read from its log) without being recovered on disk; a live or dead run's points
-            are read from its log without compacting it. Default False: a reader recovers
-            dead runs and refreshes the index, as the CLI does.
+            are read from its log without compacting it. Default (None): False for a
+            folder (a reader recovers dead runs and refreshes the index, as the CLI does),
+            True for a URI, where False is refused.
 
     Raises:
         StoreError: no store at that place.
+        RemoteStoreError: the store at a URI cannot be reached or read (one line, no secret).
+        ArgumentError: `read_only=False` for a URI, or a URI pyarrow does not understand.
 
     Example:
         >>> store = reprolog.Store()                                   # doctest: +SKIP
@@ -46,11 +54,27 @@ class Store:
     """
 
     def __init__(
-        self, dir: str | os.PathLike[str] | None = None, *, read_only: bool = False
+        self, dir: str | os.PathLike[str] | None = None, *, read_only: bool | None = None
     ) -> None:
-        if not isinstance(read_only, bool):
-            raise ArgumentError(f"read_only must be True or False, got {read_only!r}")
-        self._reader = StoreReader.open(dir, read_only=read_only)
+        if read_only is not None and not isinstance(read_only, bool):
+            raise ArgumentError(f"read_only must be True, False or None, got {read_only!r}")
+        if isinstance(dir, str) and dir[:7].lower() == "file://":
+            from urllib.parse import unquote, urlsplit
+
+            dir = unquote(urlsplit(dir).path)  # a shared folder is a local store
+        if is_uri(dir):
+            assert isinstance(dir, str)
+            if read_only is False:
+                raise ArgumentError(
+                    f"a store at a URI is read-only here: Store({display_uri(dir)!r}) reads "
+                    "it; to add runs, record them in a local store and publish them with "
+                    f"`reprolog push --to {display_uri(dir)}`"
+                )
+            from reprolog._store._remote_reader import RemoteStoreReader
+
+            self._reader: StoreReader = RemoteStoreReader.open_uri(dir)
+            return
+        self._reader = StoreReader.open(dir, read_only=bool(read_only))
 
     @classmethod
     def _of_run_dir(cls, run_dir: str | os.PathLike[str], *, read_only: bool = False) -> Store:
@@ -60,12 +84,18 @@ class Store:
         return store
 
     def __repr__(self) -> str:
-        return f"Store({str(self.dir)!r})"
+        return f"Store({self.uri or str(self.dir)!r})"
 
     @property
     def dir(self) -> Path:
-        """The store folder (absolute)."""
+        """The store folder (absolute); for a store at a URI, its local cache folder."""
         return self._reader.layout.root
+
+    @property
+    def uri(self) -> str | None:
+        """A store at a URI: that URI as it may be shown (no credentials); a folder: None."""
+        remote = getattr(self._reader, "remote", None)
+        return None if remote is None else str(remote.display)
 
     @property
     def read_only(self) -> bool:
@@ -145,6 +175,11 @@ class Store:
         value_num); `metrics` reads every run's Parquet file, and the live log of runs still
         running; `artifacts` has one row per artifact (run_id, id, name, kind, path, size,
         sha256, step, status, blob). A query pays only for the views it names.
+
+        On a store at a URI, `runs` and `params` come from its summary index; `metrics` and
+        `artifacts` need the runs' files, which the first query naming them fetches into
+        the local cache (every run listed; later queries fetch only new or re-published
+        runs).
 
         Raises:
             ArgumentError: `query` is not a non-empty string.

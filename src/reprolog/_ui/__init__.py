@@ -11,6 +11,7 @@ from typing import Any
 
 from reprolog._errors import ArgumentError, ReprologError
 from reprolog._storage._layout import resolve_store_dir
+from reprolog._storage._remote import display_uri, is_uri
 
 __all__ = ["make_app", "serve"]
 
@@ -21,7 +22,8 @@ def make_app(store_dir: str | os.PathLike[str] | None = None, *, token: str | No
     """The UI as an ASGI app over a store, read only.
 
     Args:
-        store_dir: the store folder (None: `$REPROLOG_DIR`, else the nearest `.reprolog`).
+        store_dir: the store folder (None: `$REPROLOG_DIR`, else the nearest `.reprolog`),
+            or a store at a URI (`s3://bucket/prefix`, read through a local cache).
         token: when set, every request needs `?token=<token>` once (it then sets an HttpOnly
             cookie) or that cookie; others get 403.
 
@@ -31,12 +33,27 @@ def make_app(store_dir: str | os.PathLike[str] | None = None, *, token: str | No
     """
     if token is not None and (not isinstance(token, str) or not token):
         raise ArgumentError(f"token must be a non-empty str or None, got {token!r}")
-    root = resolve_store_dir(store_dir, must_exist=True)
+    root = _store_location(store_dir)
     try:
         from reprolog._ui._app import make
     except ImportError as exc:
         raise ReprologError(f"{_MISSING} ({exc})") from None
     return make(root, token)
+
+
+def _store_location(dir: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    """A store folder (resolved; StoreError when none is there) or a store's URI, as given.
+
+    A URI (`s3://bucket/prefix`) is opened, and its errors raised, by the read-only `Store`.
+    """
+    if is_uri(dir):
+        assert isinstance(dir, str)
+        return dir
+    if isinstance(dir, str) and dir[:7].lower() == "file://":
+        from urllib.parse import unquote, urlsplit
+
+        dir = unquote(urlsplit(dir).path)
+    return resolve_store_dir(dir, must_exist=True)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -78,7 +95,8 @@ def serve(
     printed and a token (from `secrets`) is required, carried in the printed URL.
 
     Args:
-        dir: the store folder (None: `$REPROLOG_DIR`, else the nearest `.reprolog`).
+        dir: the store folder (None: `$REPROLOG_DIR`, else the nearest `.reprolog`), or a
+            store at a URI (`s3://bucket/prefix`).
         host: the address to listen on.
         port: the TCP port; 0 picks a free one.
         open_browser: open the URL in a web browser.
@@ -94,7 +112,7 @@ def serve(
     """
     from reprolog._ui._security import is_loopback, new_token
 
-    root = resolve_store_dir(dir, must_exist=True)
+    root = _store_location(dir)
     try:
         import uvicorn
     except ImportError as exc:
@@ -111,7 +129,7 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    say(f"reprolog ui: serving {root} at {url}")
+    say(f"reprolog ui: serving {display_uri(root)} at {url}")
     if open_browser:
         import webbrowser
 

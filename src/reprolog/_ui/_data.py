@@ -36,18 +36,50 @@ _HIGHLIGHT_PACKAGES = (
 MAX_COMPARE = 50
 
 
+#: a store at a URI: how long the runs table answers before its index is listed again
+REMOTE_LIST_S = 5.0
+
+
+class RemoteRunsCache(RunsCache):
+    """The runs table of a store at a URI: its summary index, listed at most every few seconds.
+
+    There are no run folders to watch (the local cache holds only the runs opened so far), so
+    the rows come from `Store.runs`'s source, the remote summary index.
+    """
+
+    def refresh(self) -> tuple[list[dict[str, Any]], bool]:
+        with self._lock:
+            now = time.monotonic()
+            if self._loaded and now - self._full_at < REMOTE_LIST_S:
+                return [r for _, r in self._rows.values()], False
+            rows = {r["id"]: (0, r) for r in self.store._reader.summaries()}
+            self._full_at = now
+            changed = not self._loaded or rows != self._rows
+            self._rows, self._loaded = rows, True
+            if changed:
+                self._table = None
+                self.encoded = None
+                self._frame = None
+                self._filtered.clear()
+                self.generation += 1
+            return [r for _, r in self._rows.values()], changed
+
+
 class Provider:
-    """Every JSON body the UI serves, from one read-only Store."""
+    """Every JSON body the UI serves, from one read-only Store (a folder, or a store at a URI)."""
 
     def __init__(self, store_dir: str | os.PathLike[str]) -> None:
         self.store = Store(store_dir, read_only=True)
-        self.runs_cache = RunsCache(self.store)
+        remote = self.store.uri is not None
+        self.runs_cache = RemoteRunsCache(self.store) if remote else RunsCache(self.store)
         self.series_cache = SeriesCache(self.store)
 
     # ------------------------------------------------------------------ lookup
 
     def resolve(self, ref: str) -> str:
-        if ref in self.runs_cache.ids() and self.store._layout.run_dir(ref).is_dir():
+        if ref in self.runs_cache.ids() and (
+            self.store.uri is not None or self.store._layout.run_dir(ref).is_dir()
+        ):
             return ref
         return self.store.resolve(ref)
 
