@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 #: how long a listing answers `resolve` and `run_ids` before the index is read again
 LISTING_TTL_S = 10.0
 #: runs fetched at once (each fetch is a listing of its folder plus its files)
-FETCH_THREADS = 8
+FETCH_THREADS = 16
 # Beside a cached run's files: which index row it was fetched for.
 _FETCHED = ".fetched.json"
 
