@@ -237,3 +237,18 @@ def test_a_shared_folder_uri_is_a_local_store(tmp_path: Path) -> None:
     out = cli("--dir", f"file://{shared}", "ls", "--json")
     assert out.returncode == 0, out.stderr
     assert sorted(r["id"] for r in json.loads(out.stdout)) == sorted(ids)
+
+
+def test_credentials_in_the_uri_never_show(published: tuple[str, Path, list[str]]) -> None:
+    uri, _, ids = published
+    planted = "reprolog-uri-secret-Vb71Qe"
+    with_secret = uri.replace("s3://", f"s3://AKIAREPROLOGURI01:{planted}@")
+    store = reprolog.Store(with_secret)
+    assert sorted(store.runs()["id"]) == sorted(ids)
+    assert store.uri == uri and planted not in repr(store) + str(store.dir)
+    assert store.run(ids[0]).id == ids[0]
+    out = cli("--dir", with_secret + "-elsewhere", "ls")
+    missing = cli("--dir", with_secret.replace(uri.split("/")[2], "no-such-bucket-rl"), "ls")
+    for result in (out, missing):
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert planted not in result.stdout + result.stderr
