@@ -252,3 +252,22 @@ def test_credentials_in_the_uri_never_show(published: tuple[str, Path, list[str]
     for result in (out, missing):
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert planted not in result.stdout + result.stderr
+
+
+def test_bad_credentials_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto checks signatures once told to (INITIAL_NO_AUTH_ACTION_COUNT=0): no key is known.
+    server = MotoServer(tmp_path / "auth.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    try:
+        for key, value in s3_env(server.endpoint).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("REPROLOG_CACHE_DIR", str(tmp_path / "cache"))
+        from reprolog._errors import RemoteStoreError
+
+        with pytest.raises(RemoteStoreError, match="denied: check the credentials") as info:
+            reprolog.Store("s3://some-bucket/team")
+        assert "\n" not in str(info.value) and SECRET_KEY not in str(info.value)
+        out = cli("--dir", "s3://some-bucket/team", "ls")
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert "denied" in out.stderr and SECRET_KEY not in out.stderr
+    finally:
+        server.kill()
