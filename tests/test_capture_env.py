@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-import reprolog._capture as capture_pkg
-from reprolog._capture import capture_all, compute_risks, requirements_txt
+import reprolog._capture.sections as capture_pkg
 from reprolog._capture.command import capture_command
 from reprolog._capture.determinism import capture_determinism
 from reprolog._capture.environment import capture_env_vars, capture_environment, packages
 from reprolog._capture.redact import REDACTED
 from reprolog._capture.report import CaptureReport
+from reprolog._capture.sections import capture_all, compute_risks, requirements_txt
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 HF = "hf_" + "Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc3V"
@@ -125,7 +125,7 @@ def test_module_entry(tmp_path: Path) -> None:
 def test_capture_imports_no_framework_and_is_json(tmp_path: Path) -> None:
     code = (
         "import sys, json, pathlib\n"
-        "from reprolog._capture import capture_all\n"
+        "from reprolog._capture.sections import capture_all\n"
         f"r = capture_all(pathlib.Path({str(tmp_path / 'run')!r}))\n"
         "json.dumps(r.sections); json.dumps(r.report)\n"
         "heavy = ('torch', 'numpy', 'pandas', 'pyarrow')\n"

@@ -315,7 +315,7 @@ class RunFacts:
     def capture(self) -> None:
         """Capture environment, code, command, seeds and determinism into the record."""
         try:
-            from reprolog._capture import capture_all
+            from reprolog._capture.sections import capture_all
 
             result = capture_all(self.layout.dir)
         except Exception as exc:
@@ -333,7 +333,7 @@ class RunFacts:
     def refresh_risks(self) -> None:
         """Recompute the determinism risks from the sections recorded so far."""
         try:
-            from reprolog._capture import compute_risks
+            from reprolog._capture.sections import compute_risks
 
             sections = self.record["sections"]
             determinism = sections.get("determinism")
