@@ -3,8 +3,9 @@
 
 Imports the fingerprint, capture and storage layers; never the read side (`_store`) beside it.
 Inside, bottom up: `_hooks` (process and start hooks), `_status` (the status rule), `_facts`
-(record keeping), `_job` (seats of launched jobs), `_services`, `_run` (`Run`, `init`, the live
-runs), then `_lifecycle`, `_rank`, `_seed`, `_owner`, `_launch`, which use them.
+(record keeping), `_job` (seats of launched jobs), `_services`, `_publishing` (publish_to=),
+`_run` (`Run`, `init`, the live runs), then `_lifecycle`, `_rank`, `_seed`, `_owner`, `_launch`,
+which use them.
 """
 
 # Registers the start hook that installs the process hooks ending every run truly, whoever

@@ -4,7 +4,9 @@ Process hooks: the one owner of `atexit` and `os.register_at_fork` for the run l
 (`_lifecycle`, `_run`) and rank writers (`_rank`) add callbacks here; the interpreter hooks
 behind them are installed once per process, under one lock, the first time a callback is
 added. At exit, callbacks run last added first (as `atexit` does); in a forked child, in the
-order they were added.
+order they were added (`around_fork` pairs: before the fork, last added first, and after it
+in both processes). `run_exit_hooks_first` moves them before atexit callbacks registered
+since (a library's finalizer that ending a run still needs).
 
 Run start hooks: what other parts of the core do when a run starts (`seed_everything` hands
 over a seeding made before it, `reproduce` replays the original's RNG states, `_lifecycle`
@@ -28,6 +30,7 @@ logger = logging.getLogger("reprolog")
 _lock = threading.Lock()
 _at_exit: list[Callable[[], None]] = []
 _in_child: list[Callable[[], None]] = []
+_around_fork: list[tuple[Callable[[], None], Callable[[], None]]] = []
 _installed = False
 
 
@@ -47,13 +50,53 @@ def in_forked_child(callback: Callable[[], None]) -> None:
         _install_locked()
 
 
+def around_fork(before: Callable[[], None], after: Callable[[], None]) -> None:
+    """Call `before()` right before this process forks and `after()` right after, in the
+    parent and in the child (once, however often the pair is added)."""
+    with _lock:
+        if (before, after) not in _around_fork:
+            _around_fork.append((before, after))
+        _install_locked()
+
+
+def run_exit_hooks_first() -> None:
+    """Run the exit callbacks before every `atexit` callback registered so far.
+
+    `atexit` calls the last registered first; a library imported after the hooks were
+    installed may have registered a finalizer (pyarrow's S3 one) that our exit callbacks,
+    which end and publish runs, still need.
+    """
+    with _lock:
+        if _installed:
+            atexit.unregister(_run_at_exit)
+            atexit.register(_run_at_exit)
+
+
 def _install_locked() -> None:
     global _installed
     if _installed:
         return
     _installed = True
     atexit.register(_run_at_exit)
-    os.register_at_fork(after_in_child=_run_in_child)
+    os.register_at_fork(
+        before=_run_before_fork, after_in_parent=_run_after_fork, after_in_child=_run_in_child
+    )
+
+
+def _run_before_fork() -> None:
+    for before, _ in reversed(list(_around_fork)):
+        try:
+            before()
+        except Exception:
+            logger.exception("reprolog: a fork hook failed")
+
+
+def _run_after_fork() -> None:
+    for _, after in list(_around_fork):
+        try:
+            after()
+        except Exception:
+            logger.exception("reprolog: a fork hook failed")
 
 
 def _run_at_exit() -> None:
@@ -71,6 +114,7 @@ def _run_in_child() -> None:
     # only this thread. The lists are only ever appended to, so a copy is consistent.
     global _lock
     _lock = threading.Lock()
+    _run_after_fork()
     for callback in list(_in_child):
         try:
             callback()

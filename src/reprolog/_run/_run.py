@@ -1,8 +1,9 @@
 """`Run` and `init`: a live run's identity, metrics and end, and the live runs of this process.
 
 `Run` owns the parts a live run is made of: its record keeping (`RunFacts`), its live log
-(`LiveLog`: metric writer, flusher, run.lock), its services (console, sampler, notebook) and,
-in a job launched by `reprolog run`, its seat in the launcher's run (`_job`). What other parts
+(`LiveLog`: metric writer, flusher, run.lock), its services (console, sampler, notebook), its
+publishing to a store at a URI (`_publishing`: snapshots, then the finished run) and, in a job
+launched by `reprolog run`, its seat in the launcher's run (`_job`). What other parts
 of the core do when a run starts, they register as start hooks (`_hooks.on_run_start`).
 """
 
@@ -14,14 +15,15 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from reprolog._errors import ArgumentError
 from reprolog._run import _hooks, _job
 from reprolog._run._facts import RunFacts, new_record
+from reprolog._run._publishing import ENV_TO, Publisher, PublishSettings, publish_settings
 from reprolog._run._services import Services
 from reprolog._run._status import error_info, outcome
 from reprolog._storage import _locks
@@ -49,6 +51,8 @@ def init(
     flush_interval: float = 1.0,
     console: bool | None = None,
     system_metrics: float | bool | None = None,
+    publish_to: str | os.PathLike[str] | Literal[False] | None = None,
+    publish_every: float | None = None,
 ) -> Run:
     """Start a run and return it.
 
@@ -68,16 +72,27 @@ def init(
         system_metrics: seconds between samples of CPU, memory, disk, network and GPUs,
             stored as `sys/*` metrics (True: 10 s; False or 0: off). None:
             `$REPROLOG_SYSTEM_METRICS` when set, else off (`reprolog run` samples every 10 s).
+        publish_to: a store to publish the run to: an object-store URI
+            (`s3://bucket/prefix`, credentials from the usual AWS places) or a shared folder.
+            The run records locally as always and is copied there when it ends (record
+            last); a failure is recorded in the run and logged, never raised, and
+            `reprolog push` completes it. None: `$REPROLOG_PUBLISH_TO` when set, else
+            nowhere; False: nowhere.
+        publish_every: minutes between snapshots published while the run lives (a lost
+            node loses at most that much of what others see). None:
+            `$REPROLOG_PUBLISH_EVERY` when set, else 10.
 
     Returns:
         The live `Run`; use it as a context manager or call `finish()`.
 
     Raises:
-        ArgumentError: an argument of the wrong type or value.
+        ArgumentError: an argument of the wrong type or value (`dir` a URI: use
+            `publish_to`).
 
     Example:
         >>> with reprolog.init(experiment="mnist", params={"lr": 1e-3}) as run:  # doctest: +SKIP
         ...     run.log({"loss": 0.25}, step=1)
+        >>> run = reprolog.init(publish_to="s3://team-bucket/reprolog")  # doctest: +SKIP
     """
     given = dict(locals())  # exactly the parameters above: their one definition
     from reprolog._capture.notebook import finish_previous
@@ -99,6 +114,10 @@ class RunOptions:
     flush_interval: float
     console: bool | None
     system_metrics: float | bool | None
+    publish_to: str | os.PathLike[str] | Literal[False] | None
+    publish_every: float | None
+    #: publish_to / publish_every resolved (environment defaults) and checked; None: off.
+    publish: PublishSettings | None = field(init=False, default=None, repr=False, compare=False)
 
     @classmethod
     def from_init_arguments(cls, *args: Any, **kwargs: Any) -> RunOptions:
@@ -139,6 +158,30 @@ class RunOptions:
                 raise ArgumentError(
                     f"{label} must be a mapping or None, got {type(value).__name__}: {value!r}"
                 )
+        _check_local_dir(self.dir)
+        # frozen: the one place this field is set
+        object.__setattr__(self, "publish", publish_settings(self.publish_to, self.publish_every))
+
+
+def _check_local_dir(given: object) -> None:
+    """A live run records on local disk: `dir` (or `$REPROLOG_DIR`) must not be a URI."""
+    source = "dir"
+    if given is None:
+        from reprolog._storage._layout import ENV_DIR
+
+        given, source = os.environ.get(ENV_DIR), f"${ENV_DIR}"
+    if not isinstance(given, str) or "://" not in given:
+        return
+    from reprolog._storage._remote import display_uri, is_uri
+
+    if is_uri(given):
+        shown = display_uri(given)
+        hint = f"publish_to={shown!r}" if source == "dir" else f"${ENV_TO}={shown} (or publish_to=)"
+        raise ArgumentError(
+            f"{source} must be a local folder, got the URI {shown}: a live run records on "
+            "local disk (object stores have no append, mmap or flock) and is published when "
+            f"it ends; keep {source} local and pass {hint}"
+        )
 
 
 # ---------------------------------------------------------------------------- live runs
@@ -240,6 +283,7 @@ class Run:
                 closed_error=self._facts.closed_error,
             )
         self._services = Services(self, self._facts)
+        self._publisher: Publisher | None = None
 
         if options.capture:
             self._facts.capture()
@@ -249,6 +293,8 @@ class Run:
             self.log_params(options.params)
         if options.tags:
             self.set_tags(options.tags)
+        if options.publish is not None:
+            self._start_publishing(options.publish)
         self._facts.save()
         _add_live(self)
         self._services.start(
@@ -256,6 +302,26 @@ class Run:
             console=options.console,
             system_metrics=options.system_metrics,
         )
+        if self._publisher is not None:
+            self._publisher.start()
+
+    def _start_publishing(self, settings: PublishSettings) -> None:
+        facts = self._facts
+        if self._seat is not None:
+            # The launcher of `reprolog run` ends the job's run, so it publishes it (when it
+            # was given $REPROLOG_PUBLISH_TO itself); a seat only says it was asked.
+            if "publish" not in facts.record["sections"]:
+                facts.record["capture_report"].setdefault("skipped", []).append(
+                    {
+                        "what": "publish",
+                        "why": f"publish_to={settings.display} in a job of `reprolog run`: "
+                        f"the launcher ends the run; set ${ENV_TO} for `reprolog run`, "
+                        f"or `reprolog push --to {settings.display}` after",
+                    }
+                )
+            return
+        facts.set_section("publish", settings.section())
+        self._publisher = Publisher(settings, self._store.root, facts)
 
     # ------------------------------------------------------------------ identity
 
@@ -432,6 +498,9 @@ class Run:
     def finish(self, status: str = "completed", *, error: BaseException | None = None) -> None:
         """End the run: compact metrics to Parquet and write the final record. Idempotent.
 
+        With `publish_to`, the finished run is then published (a failure is recorded in the
+        run and logged, never raised).
+
         Args:
             status: "completed", "failed" or "interrupted".
             error: the exception that ended the run, recorded with type, message and traceback.
@@ -445,6 +514,9 @@ class Run:
         with self._finish_lock:
             if facts.ended or self._pid != os.getpid():
                 return
+            publisher = self._publisher
+            if publisher is not None:
+                publisher.stop()  # no snapshot from here on: the run is about to end
             self._services.stop()
             facts.ended = True
             _drop_live(self)
@@ -472,6 +544,8 @@ class Run:
                 facts.refresh_risks()
                 finalize(self._layout, record)
             self._live.release()  # readers now see the run's writer gone
+            if publisher is not None:
+                publisher.publish()
 
     def _exit_outcome(self) -> tuple[str, BaseException | None]:
         """How the run ends at interpreter exit when nothing else says (see `_lifecycle`)."""
@@ -495,5 +569,7 @@ class Run:
         # The child shares the parent's mapping; it must never write, flush or finish it.
         self._live.detach()
         self._facts.ended = True
+        if self._publisher is not None:
+            self._publisher.detach()
         if self._seat is not None:  # else a forked worker would hold the job's record seat
             self._seat.release()

@@ -27,8 +27,8 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,42 @@ _run_locks_guard = threading.Lock()
 def _run_lock(run_id: str) -> threading.Lock:
     with _run_locks_guard:
         return _run_locks.setdefault(run_id, threading.Lock())
+
+
+def _fresh_locks_in_child() -> None:
+    # A thread of the parent (a snapshot timer) may have held one at the fork; the child,
+    # which has only the forking thread, would wait on it forever.
+    global _run_locks_guard
+    _run_locks_guard = threading.Lock()
+    _run_locks.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
+
+
+class _InlineExecutor(Executor):
+    """Runs each job at once in the caller's thread: the pool once the interpreter is exiting."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+@contextlib.contextmanager
+def _pool() -> Iterator[Executor]:
+    """The upload pool. A run that ends at interpreter exit (atexit) publishes too, but by
+    then `concurrent.futures` takes no new jobs: its uploads then run one after another."""
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        try:
+            pool.submit(int).result()
+        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+            yield _InlineExecutor()
+            return
+        yield pool
 
 
 @dataclass
@@ -281,7 +317,7 @@ def _remember(plan: _Plan, uploaded: Iterable[_File]) -> None:
 # -- the pool ---------------------------------------------------------------------------------
 
 
-def _run_all(pool: ThreadPoolExecutor, remote: RemoteStore, jobs: list[_File]) -> int:
+def _run_all(pool: Executor, remote: RemoteStore, jobs: list[_File]) -> int:
     """Upload every job; the first failure cancels the rest and is raised. Returns bytes sent."""
     futures: list[Future[None]] = [pool.submit(remote.put_file, f.rel, f.local) for f in jobs]
     _, pending = wait(futures, return_when=FIRST_EXCEPTION)
@@ -298,6 +334,18 @@ def _run_all(pool: ThreadPoolExecutor, remote: RemoteStore, jobs: list[_File]) -
     return sum(f.size for f in jobs)
 
 
+def _add_to_index(remote: RemoteStore, summaries: list[dict[str, Any]], pool: Executor) -> None:
+    from reprolog._storage._remoteindex import add_to_index
+
+    try:
+        add_to_index(remote, summaries)
+    except RuntimeError:
+        # At interpreter exit the segment is in, but a due merge (a thread pool) cannot run:
+        # the next publisher merges.
+        if not isinstance(pool, _InlineExecutor):
+            raise
+
+
 def _ensure_store_json(remote: RemoteStore) -> None:
     if remote.size("store.json") is None:
         remote.put_bytes("store.json", f'{{"format_version": {STORE_FORMAT_VERSION}}}\n'.encode())
@@ -307,11 +355,9 @@ def _publish_batch(
     store: StoreLayout,
     run_ids: list[str],
     remote: RemoteStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     report: SyncReport | None = None,
 ) -> list[PublishResult]:
-    from reprolog._storage._remoteindex import add_to_index
-
     seen_blobs: dict[str, int | None] = {}
     results: list[PublishResult] = []
     plans: list[_Plan] = []
@@ -330,7 +376,7 @@ def _publish_batch(
     jobs = [f for plan in plans for f in plan.upload if f is not plan.record]
     sent = _run_all(pool, remote, jobs)
     sent += _run_all(pool, remote, [plan.record for plan in plans if plan.record in plan.upload])
-    add_to_index(remote, [plan.summary for plan in plans])
+    _add_to_index(remote, [plan.summary for plan in plans], pool)
     now = time.time()
     for plan in plans:
         _remember(plan, [*plan.files, plan.record])
@@ -396,7 +442,13 @@ def publish_run(
     ok, why = _finished(layout)
     if not ok:
         raise StoreError(f"run {run_id} cannot be published: {why}", path=str(layout.dir))
-    with _run_lock(run_id), ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+    with _run_lock(run_id), _pool() as pool:
+        marker = _read_marker(layout)
+        if target.display not in marker["targets"]:
+            # Before the first request: a target that fails at once leaves the run `pending`.
+            entry = {"to": target.display, "state": "pending", "time": time.time()}
+            marker["targets"][target.display] = entry
+            _write_marker(layout, marker)
         _ensure_store_json(target)
         return _publish_batch(store, [run_id], target, pool)[0]
 
@@ -426,7 +478,7 @@ def push(
         else:
             report.skipped.append((run_id, why))
     if publishable:
-        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        with _pool() as pool:
             _ensure_store_json(target)
             for start in range(0, len(publishable), BATCH_RUNS):
                 batch = publishable[start : start + BATCH_RUNS]
@@ -504,7 +556,6 @@ def publish_snapshot(
     """
     from reprolog._storage._compact import read_live_table, summary_row
     from reprolog._storage._encode import summarize, write_parquet
-    from reprolog._storage._remoteindex import add_to_index
 
     target = _as_remote(remote)
     store = StoreLayout(Path(local_root))
@@ -557,11 +608,11 @@ def publish_snapshot(
             if isinstance(confirmed, list) and confirmed[0] == f.size and confirmed[2] == f.hash():
                 continue
             upload.append(f)
-        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        with _pool() as pool:
             _ensure_store_json(target)
             sent = _run_all(pool, target, upload)
             sent += _run_all(pool, target, [f for f in tail if f is not None])
-        add_to_index(target, [summary])
+        _add_to_index(target, [summary], pool)
         for f in [*upload, *(t for t in tail if t is not None)]:
             # The snapshot's files are temp copies: the mtime never matches a local file, so
             # the final publish compares by content hash.
@@ -616,7 +667,7 @@ def pull(
             report.skipped.append((run_id, "live in the local store"))
             continue
         wanted.append(run_id)
-    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+    with _pool() as pool:
         futures = [pool.submit(_pull_run, source, store, run_id) for run_id in wanted]
         try:
             for run_id, fut in zip(wanted, futures, strict=True):
