@@ -216,12 +216,11 @@ class BuiltEnv:
     requirements: Requirements
 
 
-def cache_root() -> Path:
-    """Where rebuilt venvs are kept: ``$REPROLOG_CACHE_DIR/venvs`` (default ~/.cache/reprolog)."""
-    root = os.environ.get("REPROLOG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reprolog"
-    )
-    return Path(root) / "venvs"
+def venvs_root() -> Path:
+    """Where rebuilt venvs are kept: ``venvs/`` in reprolog's cache folder (`cache_root`)."""
+    from reprolog._storage._layout import cache_root
+
+    return cache_root() / "venvs"
 
 
 def find_uv() -> str | None:
@@ -309,7 +308,7 @@ def build_env(
         raise ReproduceError(f"installer must be 'uv' or 'pip', got {tool!r}")
     key_doc = {"python": version, "lines": reqs.lines, "index": reqs.index, "tool": tool}
     key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_root() / key
+    path = venvs_root() / key
     cached = True
     with locked(path):
         if not (path / _MARKER).is_file():

@@ -18,9 +18,9 @@ def _cache_db() -> Any:
     """The cross-process file-hash cache (sqlite), or None when it cannot be opened."""
     import sqlite3
 
-    root = os.environ.get("REPROLOG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reprolog"
-    )
+    from reprolog._storage._layout import cache_root
+
+    root = str(cache_root())
     try:
         os.makedirs(root, exist_ok=True)
         db = sqlite3.connect(os.path.join(root, "fingerprints.sqlite"), timeout=2.0)

@@ -26,6 +26,17 @@ def _as_path(value: str | os.PathLike[str], what: str) -> Path:
     return Path(os.fspath(value)).expanduser()
 
 
+def cache_root() -> Path:
+    """reprolog's own cache folder (never a store): `$REPROLOG_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/reprolog`, else `~/.cache/reprolog`. It holds the file-hash cache
+    (`fingerprints.sqlite`), the venvs `reproduce --env recorded` builds (`venvs/`) and the
+    local copies of stores at a URI (`stores/`)."""
+    root = os.environ.get("REPROLOG_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reprolog"
+    )
+    return Path(root)
+
+
 def find_store_dir(start: Path | None = None) -> Path | None:
     """Return the nearest existing store: `$REPROLOG_DIR`, else `.reprolog` here or in a parent."""
     env = os.environ.get(ENV_DIR)

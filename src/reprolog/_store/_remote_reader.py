@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import CorruptFileError, RunNotFoundError, StoreError
-from reprolog._storage._layout import StoreLayout
+from reprolog._storage._layout import StoreLayout, cache_root
 from reprolog._storage._locks import held
 from reprolog._storage._recordfile import TERMINAL_STATUSES, read_json, write_json_atomic
 from reprolog._storage._remote import RemoteStore, open_remote
@@ -44,17 +44,6 @@ LISTING_TTL_S = 10.0
 FETCH_THREADS = 16
 # Beside a cached run's files: which index row it was fetched for.
 _FETCHED = ".fetched.json"
-
-
-def cache_root() -> Path:
-    """reprolog's cache folder: `$REPROLOG_CACHE_DIR`, else `$XDG_CACHE_HOME/reprolog`.
-
-    The same rule as the rebuilt venvs of `reproduce` and the file-hash cache use.
-    """
-    root = os.environ.get("REPROLOG_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "reprolog"
-    )
-    return Path(root)
 
 
 def cache_dir_for(display: str) -> Path:
