@@ -147,6 +147,10 @@ def test_read_only_false_and_write_commands_are_refused(
         from reprolog._store._gc import collect
 
         collect(reprolog.Store(uri))
+    # reproduce() of a record read from a URI needs a local store for the re-run
+    record = reprolog.Store(uri).run(published[2][0])
+    with pytest.raises(reprolog.ArgumentError, match="pass store= a local store"):
+        reprolog.reproduce(record, dry_run=True)
 
 
 def test_cli_ls_show_sql_and_diff_on_a_uri(published: tuple[str, Path, list[str]]) -> None:

@@ -124,6 +124,13 @@ def reproduce(
     elif store is not None or isinstance(run, str):
         st = Store(store)
     else:  # a RunRecord and no store: the one that holds it
+        from reprolog._store._remote_reader import RemoteStoreReader
+
+        if isinstance(run._reader, RemoteStoreReader):  # its folder is only a local cache
+            raise ArgumentError(
+                f"run {run.id} was read from {run._reader.remote.display}, which is read-only "
+                "here: pass store= a local store for the re-run (or `reprolog pull` it first)"
+            )
         st = Store._of_run_dir(run.dir)
     record = st.run(run) if isinstance(run, str) else run
     plan = plan_rerun(record, st)
