@@ -359,6 +359,63 @@ def test_the_server_killed_during_the_publish_loses_nothing_and_push_completes_i
     assert remote_json(uri, f"runs/{run.id}/run.json") == local_record(local, run.id)
 
 
+TRAINS = """
+    import sys, time
+    import reprolog
+    run = reprolog.init("victim", dir="local", capture=False, publish_to=sys.argv[1],
+                        publish_every=0.01)
+    step = 0
+    while True:
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+        step += 1
+        if step == 40:
+            print(run.id, flush=True)
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_training_process_killed_by_a_signal_is_published(
+    s3: _s3.S3, tmp_path: Path, sig: signal.Signals
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _dedent(TRAINS), s3.uri],
+        cwd=tmp_path,
+        env=script_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        assert run_id, proc.stderr.read() if proc.stderr else ""
+        # A snapshot shows the live run before anything ends it.
+        wait_for("a snapshot", lambda: listing(s3.uri).get(run_id, {}).get("status") == "running")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -sig
+    assert "Traceback" not in err, err
+    local = tmp_path / "local"
+    if sig == signal.SIGTERM:  # the run ends `interrupted` in the process, and is published
+        row = listing(s3.uri)[run_id]
+        assert row["status"] == "interrupted"
+        assert _publish.publish_state(local, run_id, s3.uri) == "done"
+    else:  # kill -9: the snapshot is what others see, until `reprolog push` recovers it
+        assert listing(s3.uri)[run_id]["status"] == "running"
+        out = cli("push", "--dir", str(local), "--to", s3.uri)
+        assert out.returncode == 0, out.stderr
+        row = listing(s3.uri)[run_id]
+        assert row["status"] == "crashed"
+    count = row["metrics_summary"]["loss"]["count"]
+    assert count >= 40 and count == len(reprolog.Store(local).run(run_id).metrics())
+
+
 WRITER = """
     import sys, time
     from pathlib import Path
