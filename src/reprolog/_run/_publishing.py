@@ -148,6 +148,27 @@ def publish_settings(publish_to: object, publish_every: object) -> PublishSettin
     return PublishSettings(uri, display, every * 60.0, remote, error)
 
 
+def check_local_dir(given: object) -> None:
+    """A live run records on local disk: `dir` (or `$REPROLOG_DIR`) must not be a URI."""
+    source = "dir"
+    if given is None:
+        from reprolog._storage._layout import ENV_DIR
+
+        given, source = os.environ.get(ENV_DIR), f"${ENV_DIR}"
+    if not isinstance(given, str) or "://" not in given:
+        return
+    from reprolog._storage._remote import display_uri, is_uri
+
+    if is_uri(given):
+        shown = display_uri(given)
+        hint = f"publish_to={shown!r}" if source == "dir" else f"${ENV_TO}={shown} (or publish_to=)"
+        raise ArgumentError(
+            f"{source} must be a local folder, got the URI {shown}: a live run records on "
+            "local disk (object stores have no append, mmap or flock) and is published when "
+            f"it ends; keep {source} local and pass {hint}"
+        )
+
+
 class Publisher:
     """One run's publishing: the snapshot timer while it lives, the final publish at its end.
 

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from reprolog._errors import ArgumentError
 from reprolog._run import _hooks, _job
 from reprolog._run._facts import RunFacts, new_record
-from reprolog._run._publishing import ENV_TO, Publisher, PublishSettings, publish_settings
+from reprolog._run._publishing import (
+    ENV_TO,
+    Publisher,
+    PublishSettings,
+    check_local_dir,
+    publish_settings,
+)
 from reprolog._run._services import Services
 from reprolog._run._status import error_info, outcome
 from reprolog._storage import _locks
@@ -158,30 +164,9 @@ class RunOptions:
                 raise ArgumentError(
                     f"{label} must be a mapping or None, got {type(value).__name__}: {value!r}"
                 )
-        _check_local_dir(self.dir)
+        check_local_dir(self.dir)
         # frozen: the one place this field is set
         object.__setattr__(self, "publish", publish_settings(self.publish_to, self.publish_every))
-
-
-def _check_local_dir(given: object) -> None:
-    """A live run records on local disk: `dir` (or `$REPROLOG_DIR`) must not be a URI."""
-    source = "dir"
-    if given is None:
-        from reprolog._storage._layout import ENV_DIR
-
-        given, source = os.environ.get(ENV_DIR), f"${ENV_DIR}"
-    if not isinstance(given, str) or "://" not in given:
-        return
-    from reprolog._storage._remote import display_uri, is_uri
-
-    if is_uri(given):
-        shown = display_uri(given)
-        hint = f"publish_to={shown!r}" if source == "dir" else f"${ENV_TO}={shown} (or publish_to=)"
-        raise ArgumentError(
-            f"{source} must be a local folder, got the URI {shown}: a live run records on "
-            "local disk (object stores have no append, mmap or flock) and is published when "
-            f"it ends; keep {source} local and pass {hint}"
-        )
 
 
 # ---------------------------------------------------------------------------- live runs
