@@ -642,6 +642,8 @@ def test_init_has_the_one_signature() -> None:
         "flush_interval",
         "console",
         "system_metrics",
+        "publish_to",
+        "publish_every",
     ]
     assert params["flush_interval"].default == 1.0
     assert params["experiment"].kind is inspect.Parameter.KEYWORD_ONLY
