@@ -241,6 +241,53 @@ def test_push_lists_and_reads_back_then_uploads_nothing(
     assert _publish.push(pulled, s3).files == 0
 
 
+def test_a_push_killed_half_way_is_completed_by_the_next(
+    s3: str, moto: MotoServer, tmp_path: Path
+) -> None:
+    import signal
+
+    local = tmp_path / "local"
+    ids = build_runs(local, 150)  # two batches of records (BATCH_RUNS = 100)
+    before = moto.requests("PUT")
+    push = subprocess.Popen(
+        [sys.executable, "-m", "reprolog._cli", "push", "--dir", str(local), "--to", s3],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while moto.requests("PUT") - before < 200 and time.monotonic() < deadline:
+        assert push.poll() is None, "the push ended before it could be killed"
+        time.sleep(0.02)
+    push.send_signal(signal.SIGKILL)  # a real kill, mid-upload: no handler runs
+    push.wait()
+    assert push.returncode == -signal.SIGKILL
+
+    # Nothing is lost locally, and the target lists only runs whose record (written last) is
+    # there, with every file the record refers to.
+    assert sorted(reprolog.Store(local).runs()["id"]) == sorted(ids)
+    remote = open_remote(s3)
+    listed = [row["id"] for row in _remoteindex.list_summaries(remote)]
+    assert len(listed) < len(ids)
+    for run_id in listed:
+        assert remote.size(f"runs/{run_id}/run.json") is not None
+        assert remote.size(f"runs/{run_id}/metrics.parquet") is not None
+    unfinished = [i for i in ids if _publish.publish_state(local, i, s3) != "done"]
+    assert unfinished, "the kill came after every run was published"
+
+    again = cli("push", "--dir", str(local), "--to", s3)
+    assert again.returncode == 0, again.stderr
+    assert sorted(r["id"] for r in _remoteindex.list_summaries(open_remote(s3))) == sorted(ids)
+    assert all(_publish.publish_state(local, i, s3) == "done" for i in ids)
+    puts = moto.requests("PUT")
+    assert cli("push", "--dir", str(local), "--to", s3).stdout.startswith(
+        "pushed 0 runs (0 B), 150 already there"
+    )
+    assert moto.requests("PUT") == puts
+    pulled = tmp_path / "pulled"
+    _publish.pull(s3, pulled)
+    assert_same_store(local, pulled, ids)
+
+
 def test_cli_push_pull_summary_lines(s3: str, tmp_path: Path) -> None:
     local = tmp_path / "local"
     ids = build_runs(local, 2)
