@@ -118,8 +118,9 @@ def _answers(endpoint: str) -> bool:
 class MotoServer:
     """``python -m moto.server`` on 127.0.0.1 in a subprocess (a real HTTP S3 API)."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, env: dict[str, str] | None = None) -> None:
         self.log = log
+        self.env = env or {}  # extra settings of moto's, e.g. INITIAL_NO_AUTH_ACTION_COUNT
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint = ""
 
@@ -132,7 +133,10 @@ class MotoServer:
                     [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                    env={
+                        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                        **self.env,
+                    },
                 )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -142,6 +146,18 @@ class MotoServer:
             self.stop()
         tail = self.log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"moto server did not start; its log:\n{tail}")
+
+    def requests(self, verb: str) -> int:
+        """How many requests of this HTTP verb the server has logged so far."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return sum(f'"{verb} ' in line for line in lines)
+
+    def kill(self) -> None:
+        """SIGKILL, as a lost node or a crashed endpoint: no clean shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

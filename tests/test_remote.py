@@ -1,15 +1,14 @@
 """Stores at a URI: push, pull, the remote summary index and snapshots, against a real S3 API.
 
-The S3 API is moto's server, started here as a real process on loopback (`MotoServer`); the
-tests talk to it through pyarrow's S3 filesystem and boto3, as users do. A shared filesystem
-target is a tmp folder.
+The S3 API is moto's server, started here as a real process on loopback
+(`tests._s3.MotoServer`); the tests talk to it through pyarrow's S3 filesystem and boto3, as
+users do. A shared filesystem target is a tmp folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import reprolog
 from reprolog._storage import _publish, _remoteindex
 from reprolog._storage._remote import display_uri, is_uri, open_remote
+from tests._s3 import MotoServer
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -30,52 +30,6 @@ pytest.importorskip("moto")
 ACCESS_KEY = "AKIAREPROLOGTEST0001"
 SECRET_KEY = "reprolog-planted-secret-Zq8v1Xc3"  # must never reach a record, object or output
 SESSION_TOKEN = "reprolog-planted-session-token-Hh47Kd"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class MotoServer:
-    """moto's S3 server as a real process on 127.0.0.1 (its request log in `log`)."""
-
-    def __init__(self, log: Path, *, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._out = open(log, "ab")  # noqa: SIM115 - kept open for the server's life
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"moto server exited: {log.read_text()[-2000:]}") from None
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("moto server did not start")
-
-    def requests(self, verb: str) -> int:
-        """How many requests of this HTTP verb the server has logged so far."""
-        return sum(
-            f'"{verb} ' in line for line in self.log.read_text(errors="replace").splitlines()
-        )
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._out.close()
 
 
 def s3_env(endpoint: str) -> dict[str, str]:
@@ -124,11 +78,18 @@ def all_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
     return out
 
 
+def started(log: Path, *, env: dict[str, str] | None = None) -> MotoServer:
+    """A moto server of the caller's own, already answering (`stop()` it when done)."""
+    server = MotoServer(log, env=env)
+    server.start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    server = started(tmp_path_factory.mktemp("moto") / "moto.log")
     yield server
-    server.kill()
+    server.stop()
 
 
 @pytest.fixture

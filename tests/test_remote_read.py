@@ -1,6 +1,6 @@
 """Reading a store at a URI: `Store("s3://...")`, `reprolog --dir s3://... ls`, `reprolog ui`.
 
-Against moto's S3 server as a real process on loopback (`tests.test_remote.MotoServer`, whose
+Against moto's S3 server as a real process on loopback (`tests._s3.MotoServer`, whose
 request log lets a test count GETs); runs are made with the public API and published with
 `reprolog push`'s library call. The read-through cache lives in a tmp `$REPROLOG_CACHE_DIR`.
 """
@@ -21,13 +21,14 @@ import pytest
 
 import reprolog
 from reprolog._storage import _publish
+from tests._s3 import MotoServer
 from tests.test_remote import (
     SECRET_KEY,
-    MotoServer,
     build_runs,
     cli,
     make_bucket,
     s3_env,
+    started,
 )
 
 pytest.importorskip("boto3")
@@ -38,9 +39,9 @@ QUERY = "SELECT run_id, key, min(value) AS low FROM metrics GROUP BY ALL ORDER B
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    server = started(tmp_path_factory.mktemp("moto") / "moto.log")
     yield server
-    server.kill()
+    server.stop()
 
 
 @pytest.fixture
@@ -260,7 +261,7 @@ def test_credentials_in_the_uri_never_show(published: tuple[str, Path, list[str]
 
 def test_bad_credentials_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # moto checks signatures once told to (INITIAL_NO_AUTH_ACTION_COUNT=0): no key is known.
-    server = MotoServer(tmp_path / "auth.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    server = started(tmp_path / "auth.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     try:
         for key, value in s3_env(server.endpoint).items():
             monkeypatch.setenv(key, value)
