@@ -168,6 +168,10 @@ def test_cli_ls_show_sql_and_diff_on_a_uri(published: tuple[str, Path, list[str]
     diff = cli("--dir", uri, "diff", "r0", "r1")
     assert diff.returncode == 1, diff.stderr  # they differ
     assert "Traceback" not in diff.stderr
+    # $REPROLOG_DIR may name the store at a URI too (writers refuse it: a live run is local)
+    by_env = cli("ls", "--json", env={"REPROLOG_DIR": uri})
+    assert by_env.returncode == 0, by_env.stderr
+    assert sorted(row["id"] for row in json.loads(by_env.stdout)) == sorted(ids)
 
 
 def test_a_missing_bucket_or_store_is_one_line_and_exit_2(

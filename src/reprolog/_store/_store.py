@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reprolog._errors import ArgumentError
+from reprolog._storage._layout import ENV_DIR
 from reprolog._storage._remote import display_uri, is_uri
 from reprolog._store._frames import metrics_frame, runs_frame
 from reprolog._store._reader import StoreReader
@@ -28,11 +29,12 @@ class Store:
     """A folder of runs, read through pandas, DuckDB or one run at a time.
 
     Args:
-        dir: the store folder; None means `$REPROLOG_DIR`, else the nearest `.reprolog`
-            in this folder or a parent. A URI `pyarrow.fs` understands (`s3://bucket/prefix`,
-            `gs://...`) reads the store published there (`reprolog push`), read-only:
-            listing reads its summary index, and a run's files are fetched on first use
-            into a local cache (`$REPROLOG_CACHE_DIR/stores/<hash>/`, `Store.dir`).
+        dir: the store folder; None means `$REPROLOG_DIR` (a folder or a URI), else the
+            nearest `.reprolog` in this folder or a parent. A URI `pyarrow.fs` understands
+            (`s3://bucket/prefix`, `gs://...`) reads the store published there (`reprolog
+            push`), read-only: listing reads its summary index, and a run's files are
+            fetched on first use into a local cache (`$REPROLOG_CACHE_DIR/stores/<hash>/`,
+            `Store.dir`).
             `file:///path` is the folder `/path`.
         read_only: never write to the store (what `reprolog ui` uses). Listing keeps its
             summary index in memory instead of writing `index/runs.parquet`; a dead
@@ -58,6 +60,8 @@ class Store:
     ) -> None:
         if read_only is not None and not isinstance(read_only, bool):
             raise ArgumentError(f"read_only must be True, False or None, got {read_only!r}")
+        if dir is None and is_uri(os.environ.get(ENV_DIR)):
+            dir = os.environ[ENV_DIR]  # REPROLOG_DIR=s3://... reprolog ls reads that store
         if isinstance(dir, str) and dir[:7].lower() == "file://":
             from urllib.parse import unquote, urlsplit
 
