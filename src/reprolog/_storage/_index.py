@@ -3,8 +3,13 @@
 Writers never touch it. Each finished (or recovered) run leaves a small `summary.json` in
 its folder; a reader compares the run folders' mtimes with the index, reads only the
 summaries that are new or changed, and rewrites the index (under a lock, atomically) when
-anything changed. A missing or corrupt index is rebuilt from the summaries. A read-only
-Store never writes it: it keeps the same index in memory.
+anything changed. A missing, corrupt or older-format index is rebuilt (an index of the
+previous release is upgraded from the summary texts it holds). A read-only Store never
+writes it: it keeps the same index in memory.
+
+One row per finished run: `id` (its folder), `mtime_ns` (its folder's), `summary` (the
+summary row as JSON text), and the same row as typed listing columns (`_listing`), so the
+runs table is built from Arrow without parsing a summary.
 """
 
 from __future__ import annotations
@@ -12,48 +17,127 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reprolog._storage import _locks
+from reprolog._storage import _listing, _locks
 from reprolog._storage._atomic import replacing
 from reprolog._storage._layout import StoreLayout
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pyarrow as pa
 
 logger = logging.getLogger("reprolog")
 
 INDEX_COLUMNS = ("id", "mtime_ns", "summary")
+#: bumped when the file's columns change; another version is rebuilt (v1: no listing columns)
+INDEX_VERSION = 2
+_VERSION = b"reprolog.index_version"
 
 
-def _read_index(path: Path) -> dict[str, tuple[int, str]]:
+class SummaryRow(dict[str, Any]):
+    """A summary row that keeps the JSON text it was read from: the index stores that text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, data: dict[str, Any], text: str) -> None:
+        super().__init__(data)
+        self.text = text
+
+
+@dataclass
+class IndexMemo:
+    """Read-only mode: the index in memory, standing in for the file once it is filled."""
+
+    table: pa.Table | None = None
+
+
+@dataclass
+class Listing:
+    """What one listing found: the index rows of finished runs, and live runs' rows.
+
+    Attributes:
+        table: one row per finished, readable run, in folder order: the index's columns.
+        live: the summary rows of runs still running (never cached).
+    """
+
+    table: pa.Table
+    live: list[dict[str, Any]] = field(default_factory=list)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every summary row: live runs first, then the finished ones."""
+        texts = self.table.column("summary").to_pylist()
+        return self.live + [json.loads(t) for t in texts]
+
+    def columns(self) -> pa.Table:
+        """Every run's row as listing columns (`_listing`), the index's own columns included."""
+        if not self.live:
+            return self.table
+        return _listing.merge([_rows_table([], [], self.live), self.table])
+
+
+def _rows_table(ids: list[str], mtimes: list[int], rows: list[dict[str, Any]]) -> pa.Table:
+    """Index rows for summary rows (ids and mtimes: of their folders; live rows: none)."""
+    import pyarrow as pa
+
+    n = len(rows)
+    keys = {
+        "id": pa.array(ids if ids else [r.get("id") for r in rows], pa.string()),
+        "mtime_ns": pa.array(mtimes if mtimes else [0] * n, pa.int64()),
+        "summary": pa.array(
+            [r.text if type(r) is SummaryRow else json.dumps(r, default=repr) for r in rows],
+            pa.string(),
+        ),
+    }
+    return _listing.listing_table(rows, keys)
+
+
+def _empty() -> pa.Table:
+    return _rows_table([], [], [])
+
+
+def _read_index(path: Path) -> tuple[pa.Table, bool]:
+    """(the index table, True when it must be written again: absent, unreadable, older)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
-        ids = table.column("id").to_pylist()
-        mtimes = table.column("mtime_ns").to_pylist()
-        summaries = table.column("summary").to_pylist()
+        meta = table.schema.metadata or {}
+        for name in INDEX_COLUMNS:
+            table.column(name)
     except FileNotFoundError:
-        return {}
+        return _empty(), True
     except (pa.ArrowException, OSError, KeyError) as exc:
         logger.warning("reprolog: rebuilding unreadable index %s (%s)", path, exc)
-        return {}
-    return {i: (m, s) for i, m, s in zip(ids, mtimes, summaries, strict=False)}
+        return _empty(), True
+    version = meta.get(_VERSION)
+    if version == str(INDEX_VERSION).encode():
+        return table, False
+    if version is None:  # the previous release's: its summary texts are still good
+        try:
+            rows = [json.loads(t) for t in table.column("summary").to_pylist()]
+            upgraded = _rows_table(
+                table.column("id").to_pylist(), table.column("mtime_ns").to_pylist(), rows
+            )
+        except (ValueError, TypeError, AttributeError, pa.ArrowException) as exc:
+            logger.warning("reprolog: rebuilding unreadable index %s (%s)", path, exc)
+            return _empty(), True
+        return upgraded, True
+    logger.info("reprolog: rebuilding index %s of version %s", path, version.decode())
+    return _empty(), True
 
 
-def _write_index(layout: StoreLayout, entries: dict[str, tuple[int, str]]) -> None:
-    import pyarrow as pa
+def _write_index(layout: StoreLayout, table: pa.Table) -> None:
     import pyarrow.parquet as pq
 
+    meta = dict(table.schema.metadata or {})
+    meta[_VERSION] = str(INDEX_VERSION).encode()
+    table = table.replace_schema_metadata(meta)
     layout.index_dir.mkdir(parents=True, exist_ok=True)
-    ids = sorted(entries)
-    table = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "mtime_ns": pa.array([entries[i][0] for i in ids], pa.int64()),
-            "summary": pa.array([entries[i][1] for i in ids], pa.string()),
-        }
-    )
     with _locks.held_if_free(layout.index_lock) as taken:
         if not taken:
             return  # another reader is refreshing it; ours is only a cache
@@ -61,31 +145,38 @@ def _write_index(layout: StoreLayout, entries: dict[str, tuple[int, str]]) -> No
             pq.write_table(table, tmp, compression="zstd")
 
 
-def load_summaries(
+def load_listing(
     layout: StoreLayout,
-    load_one: Any,
+    load_one: Callable[[str], dict[str, Any] | None],
     *,
-    memo: dict[str, tuple[int, str]] | None = None,
-) -> list[dict[str, Any]]:
-    """Return one summary row per run folder, refreshing the index as needed.
+    memo: IndexMemo | None = None,
+) -> Listing:
+    """List every run folder, refreshing the index as needed.
 
     Args:
         layout: the store.
         load_one: callable(run_id) -> summary dict or None; called for runs that the index
             does not know or that changed since it was written (it may recover crashed runs).
         memo: read-only mode: the index is never written; this in-memory index (updated in
-            place) stands in for it, on top of what the file holds.
+            place) stands in for it once a listing filled it.
     """
-    index = _read_index(layout.index_file)
-    if memo is not None:
-        index.update(memo)
-    current: dict[str, tuple[int, str]] = {}
-    changed = False
-    rows: list[dict[str, Any]] = []
     try:
         entries = list(os.scandir(layout.runs))
     except FileNotFoundError:
-        return []
+        return Listing(_empty())
+    if memo is not None and memo.table is not None:
+        index, stale = memo.table, False
+    else:
+        index, stale = _read_index(layout.index_file)
+    known_ids = index.column("id").to_pylist()
+    known = dict(zip(known_ids, index.column("mtime_ns").to_pylist(), strict=True))
+    where = {run_id: i for i, run_id in enumerate(known_ids)}
+    order: list[int] = []  # rows of index + new rows, in folder order
+    ids: list[str] = []
+    mtimes: list[int] = []
+    rows: list[dict[str, Any]] = []
+    live: list[dict[str, Any]] = []
+    changed = False
     for entry in entries:
         if not entry.is_dir() or entry.name.startswith("."):
             continue
@@ -94,31 +185,49 @@ def load_summaries(
             mtime = entry.stat().st_mtime_ns
         except FileNotFoundError:
             continue  # deleted meanwhile
-        known = index.get(run_id)
-        if known is not None and known[0] == mtime:
-            current[run_id] = known
+        if known.get(run_id) == mtime:
+            order.append(where[run_id])
             continue
         summary = load_one(run_id)
         if summary is None:
             continue
         changed = True
-        text = json.dumps(summary, default=repr)
         # A live run changes at every flush: never cache it.
         if summary.get("status") != "running":
             try:
                 mtime = os.stat(entry.path).st_mtime_ns  # recovery may have touched it
             except FileNotFoundError:
                 continue
-            current[run_id] = (mtime, text)
-        else:
+            order.append(index.num_rows + len(rows))
+            ids.append(run_id)
+            mtimes.append(mtime)
             rows.append(summary)
-    if memo is not None:
-        memo.clear()
-        memo.update(current)
-    elif changed or len(current) != len(index):
-        try:
-            _write_index(layout, current)
-        except OSError as exc:
-            logger.warning("reprolog: could not write the index (%s); listing still works", exc)
-    rows.extend(json.loads(text) for _, text in current.values())
-    return rows
+        else:
+            live.append(summary)
+    if changed or stale or len(order) != index.num_rows:
+        import pyarrow as pa
+
+        table = _listing.merge([index, _rows_table(ids, mtimes, rows)]) if rows else index
+        table = table.take(pa.array(order, pa.int64()))
+        if memo is not None:
+            memo.table = table
+        else:
+            try:
+                _write_index(layout, table)
+            except OSError as exc:
+                logger.warning("reprolog: could not write the index (%s); listing still works", exc)
+    else:
+        table = index
+        if memo is not None:
+            memo.table = table
+    return Listing(table, live)
+
+
+def load_summaries(
+    layout: StoreLayout,
+    load_one: Callable[[str], dict[str, Any] | None],
+    *,
+    memo: IndexMemo | None = None,
+) -> list[dict[str, Any]]:
+    """Return one summary row per run folder, refreshing the index as needed (`load_listing`)."""
+    return load_listing(layout, load_one, memo=memo).summaries()

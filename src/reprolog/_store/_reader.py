@@ -7,6 +7,7 @@ index, and each run's points: its finished metrics file or, while it lives, its 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 from reprolog._errors import AmbiguousRunError, ArgumentError, CorruptFileError, RunNotFoundError
 from reprolog._storage._compact import read_live_table, summary_row
 from reprolog._storage._encode import metrics_schema, read_parquet
-from reprolog._storage._index import load_summaries
+from reprolog._storage._index import IndexMemo, SummaryRow, load_listing
 from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
-from reprolog._storage._recordfile import TERMINAL_STATUSES, read_json
+from reprolog._storage._recordfile import RECORD_FORMAT_VERSION, TERMINAL_STATUSES, read_json
 from reprolog._storage._recover import crashed_view, lock_is_free, recover, writer_is_dead
+from reprolog._store._frames import listing_frame, runs_frame
 from reprolog._store._record import RunRecord
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 logger = logging.getLogger("reprolog")
@@ -45,8 +48,8 @@ class StoreReader:
     def __init__(self, layout: StoreLayout, *, read_only: bool = False) -> None:
         self.layout = layout
         self.read_only = read_only
-        # read-only: the summary index, in memory (run id -> (folder mtime, summary JSON))
-        self._memo: dict[str, tuple[int, str]] | None = {} if read_only else None
+        # read-only: the summary index, in memory
+        self._memo: IndexMemo | None = IndexMemo() if read_only else None
         self.problems: list[str] = []
 
     @classmethod
@@ -167,12 +170,16 @@ class StoreReader:
 
     def load_summary(self, run_id: str) -> dict[str, Any] | None:
         """One run's summary row (summary.json, else from its record), or None if unreadable."""
-        layout = self.layout.run_layout(run_id)
-        if layout.summary.exists() and not layout.log_dir.is_dir():
+        # str paths and one open(): a cold listing of a large store calls this once per run
+        run_dir = os.path.join(self.layout.root, "runs", run_id)
+        if not os.path.isdir(os.path.join(run_dir, "log")):
             try:
-                return read_json(layout.summary)
+                return _read_summary(os.path.join(run_dir, "summary.json"))
+            except FileNotFoundError:
+                pass
             except CorruptFileError as exc:  # the record holds the same facts: fall back on it
                 self.problem(str(exc))
+        layout = self.layout.run_layout(run_id)
         try:
             return summary_row(self.load_record(run_id))
         except CorruptFileError as exc:
@@ -182,7 +189,21 @@ class StoreReader:
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every readable run's summary row, through the index (kept in memory when read-only)."""
-        return load_summaries(self.layout, self.load_summary, memo=self._memo)
+        return load_listing(self.layout, self.load_summary, memo=self._memo).summaries()
+
+    def runs_frame(self, experiment: str | None = None) -> pd.DataFrame:
+        """The runs table (`_frames.runs_frame` of the summary rows of `experiment`, or all).
+
+        A local store builds it from the index's listing columns; a reader with rows of its
+        own (a store at a URI) from its summary rows.
+        """
+        if type(self).summaries is not StoreReader.summaries:
+            rows = self.summaries()
+            if experiment is not None:
+                rows = [r for r in rows if r.get("experiment") == experiment]
+            return runs_frame(rows)
+        listing = load_listing(self.layout, self.load_summary, memo=self._memo)
+        return listing_frame(listing.columns(), experiment)
 
     # ------------------------------------------------------------------ points
 
@@ -263,6 +284,23 @@ def _live_metrics(run_id: str, layout: RunLayout) -> pa.Table | None:
     if not layout.log_dir.is_dir():
         return None  # finished during the read: prefer the compacted file
     return table
+
+
+def _read_summary(path: str) -> dict[str, Any]:
+    """`read_json` of a summary.json (FileNotFoundError when there is none), cheaper."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        data = None
+    if isinstance(data, dict):
+        version = data.get("format_version")
+        if not (isinstance(version, int) and version > RECORD_FORMAT_VERSION):
+            return SummaryRow(data, text)
+    return read_json(Path(path))  # raises the CorruptFileError that names the damage
 
 
 def _being_created(layout: RunLayout) -> bool:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from reprolog._errors import ArgumentError
 from reprolog._storage._layout import ENV_DIR
 from reprolog._storage._remote import display_uri, is_uri
-from reprolog._store._frames import metrics_frame, runs_frame
+from reprolog._store._frames import metrics_frame
 from reprolog._store._reader import StoreReader
 from reprolog._store._record import RunRecord
 from reprolog._store._sql import run_sql
@@ -148,10 +148,7 @@ class Store:
         """One row per run: id, name, experiment, status, start, end, duration, tags.*,
         params.*, and metrics.<key>.last / .min / .max, newest first.
         """
-        rows = self._reader.summaries()
-        if experiment is not None:
-            rows = [r for r in rows if r.get("experiment") == experiment]
-        return runs_frame(rows)
+        return self._reader.runs_frame(experiment)
 
     def metrics(
         self, runs: Iterable[str] | str | None = None, keys: Iterable[str] | str | None = None

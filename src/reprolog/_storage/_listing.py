@@ -1,0 +1,181 @@
+"""Summary rows as typed Arrow columns: the listing half of the summary index (pure).
+
+Each column the runs table is built from (id, name, experiment, status, start_time, end_time,
+tags.*, params.*, metrics.<key>.last/min/max) is stored under `PREFIX` with the narrowest
+kind that keeps every cell's Python value and type: int64, float64, string or bool (a null
+is an absent key; in the six base columns, a None), else each cell's JSON text (a null is an
+absent key, the text "null" a None). So any subset of rows (one experiment, the runs still
+on disk) gives back the very values, and the types `_store._frames.runs_frame` infers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from reprolog._storage._encode import from_json_number
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: the listing's columns are named PREFIX + column, beside the index's own columns
+PREFIX = "c:"
+#: (column, summary key) of the columns every row has
+BASE = (
+    ("id", "id"),
+    ("name", "name"),
+    ("experiment", "experiment"),
+    ("status", "status"),
+    ("start_time", "start_time"),
+    ("end_time", "end_time"),
+)
+BASE_NAMES = frozenset(PREFIX + name for name, _ in BASE)
+#: schema metadata: the columns stored as JSON text
+JSON_COLUMNS = b"reprolog.json_columns"
+
+
+class _Absent:
+    """The cell of a row that lacks the column's key (None is a value)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+_EXACT = {int: "int64", float: "float64", str: "string", bool: "bool_"}
+
+
+def gather(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Column name (unprefixed) -> one value per row, as the runs table reads them."""
+    n = len(rows)
+    columns: dict[str, list[Any]] = {name: [r.get(key) for r in rows] for name, key in BASE}
+    wide: dict[str, list[Any]] = {}
+    number = from_json_number
+    # One loop over every cell of a cold listing: kept flat (no call per cell but the number's).
+    for i, r in enumerate(rows):
+        for prefix, key in (("tags.", "tags"), ("params.", "params")):
+            for k, v in (r.get(key) or {}).items():
+                name = f"{prefix}{k}"
+                values = wide.get(name)
+                if values is None:
+                    values = wide[name] = [ABSENT] * n
+                values[i] = v
+        for k, s in (r.get("metrics_summary") or {}).items():
+            for stat in ("last", "min", "max"):
+                name = f"metrics.{k}.{stat}"
+                values = wide.get(name)
+                if values is None:
+                    values = wide[name] = [ABSENT] * n
+                values[i] = number(s.get(stat))
+    columns.update(sorted(wide.items()))
+    return columns
+
+
+def encode_column(values: list[Any], *, base: bool) -> tuple[pa.Array, bool]:
+    """(the Arrow array, True when it holds JSON texts) of one column's cells."""
+    import pyarrow as pa
+
+    kinds = set(map(type, values))
+    kinds.discard(_Absent)
+    if base:
+        kinds.discard(type(None))
+    if len(kinds) <= 1:
+        kind = _EXACT.get(next(iter(kinds)), "") if kinds else "string"
+        if kind:
+            cells = values if base else [None if v is ABSENT else v for v in values]
+            try:
+                return pa.array(cells, getattr(pa, kind)()), False
+            except (OverflowError, pa.ArrowException):
+                pass  # an int beyond int64: kept as its JSON text
+    texts = [
+        None if v is ABSENT else json.dumps(v, ensure_ascii=False, default=repr) for v in values
+    ]
+    return pa.array(texts, pa.string()), True
+
+
+def decode_column(column: pa.ChunkedArray | pa.Array, is_json: bool, absent: Any) -> list[Any]:
+    """The Python cells of a stored column; an absent key's cell is `absent`."""
+    values: list[Any] = column.to_pylist()
+    if is_json:
+        return [absent if t is None else json.loads(t) for t in values]
+    if absent is None:
+        return values
+    return [absent if v is None else v for v in values]
+
+
+def json_columns(table: pa.Table) -> set[str]:
+    """The names of the table's columns stored as JSON text."""
+    meta = table.schema.metadata or {}
+    return set(json.loads(meta.get(JSON_COLUMNS, b"[]")))
+
+
+def listing_table(rows: list[dict[str, Any]], extra: dict[str, pa.Array] | None = None) -> pa.Table:
+    """The rows as a listing table (the `extra` columns first: the index's own)."""
+    import pyarrow as pa
+
+    arrays: dict[str, Any] = dict(extra or {})
+    texts = []
+    for name, values in gather(rows).items():
+        column = PREFIX + name
+        arrays[column], is_json = encode_column(values, base=column in BASE_NAMES)
+        if is_json:
+            texts.append(column)
+    return _with_json(pa.table(arrays), texts)
+
+
+def merge(tables: Iterable[pa.Table]) -> pa.Table:
+    """Listing tables one after the other; a column whose kinds differ is encoded anew.
+
+    Every table has the same non-listing columns (of the same types).
+    """
+    import pyarrow as pa
+
+    given = list(tables)
+    parts = [t for t in given if t.num_rows] or given[:1]
+    if len(parts) == 1:
+        return parts[0]
+    names: dict[str, None] = {}
+    for t in parts:
+        names.update(dict.fromkeys(t.column_names))
+    kinds = [json_columns(t) for t in parts]
+    arrays: dict[str, pa.ChunkedArray] = {}
+    texts = []
+    for name in names:
+        if not name.startswith(PREFIX):
+            arrays[name] = pa.chunked_array([t.column(name) for t in parts])
+            continue
+        base = name in BASE_NAMES
+        present = {
+            (t.schema.field(name).type, name in k)
+            for t, k in zip(parts, kinds, strict=True)
+            if name in t.column_names
+        }
+        if len(present) == 1:
+            ((kind, is_json),) = present
+            arrays[name] = pa.chunked_array(
+                [
+                    t.column(name) if name in t.column_names else pa.nulls(t.num_rows, kind)
+                    for t in parts
+                ],
+                kind,
+            )
+        else:
+            filler = None if base else ABSENT
+            values: list[Any] = []
+            for t, k in zip(parts, kinds, strict=True):
+                if name in t.column_names:
+                    values += decode_column(t.column(name), name in k, filler)
+                else:
+                    values += [filler] * t.num_rows
+            array, is_json = encode_column(values, base=base)
+            arrays[name] = pa.chunked_array([array])
+        if is_json:
+            texts.append(name)
+    return _with_json(pa.table(arrays), texts)
+
+
+def _with_json(table: pa.Table, texts: list[str]) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta[JSON_COLUMNS] = json.dumps(texts).encode()
+    return table.replace_schema_metadata(meta)

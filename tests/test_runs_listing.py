@@ -1,0 +1,220 @@
+"""Store.runs() from the index's listing columns is runs_frame of the summary rows, exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from reprolog import Run, Store
+from reprolog._storage import _index, _listing
+from reprolog._storage._ids import new_run_id
+from reprolog._storage._recordfile import read_json, write_json_atomic
+from reprolog._store._frames import listing_frame, runs_frame
+
+MakeRun = Callable[..., Run]
+
+ROWS: list[dict[str, Any]] = [
+    {
+        "id": "01a",
+        "name": "a",
+        "experiment": "e1",
+        "status": "completed",
+        "start_time": 1700000000.123456,
+        "end_time": 1700000100.5,
+        "params": {"lr": 0.1, "bs": 32, "opt": "adam", "amp": True, "sched": None, "ls": [1, 2]},
+        "tags": {"team": "x"},
+        "metrics_summary": {"loss": {"last": 0.5, "min": 0.25, "max": "inf"}},
+    },
+    {
+        "id": "01b",
+        "name": None,
+        "experiment": "e2",
+        "status": "failed",
+        "start_time": 1700000200,
+        "end_time": None,
+        "params": {"lr": 1, "bs": "64", "amp": False, "big": 2**70, "d": {}},
+        "tags": {},
+        "metrics_summary": {"loss": {"last": "nan", "min": None, "max": None}},
+    },
+    {
+        "id": "01c",
+        "name": "c",
+        "experiment": "e1",
+        "status": "running",
+        "start_time": 1700000300.75,
+        "end_time": None,
+        "params": {"lr": 0.01, "bs": 16, "only": 3},
+        "tags": {"team": "y", "note": "ü"},
+        "metrics_summary": {},
+    },
+    {"id": "01d", "name": "d", "params": {"lr": 2}, "metrics_summary": {"acc": {"last": 1.0}}},
+]
+
+
+def _check(rows: list[dict[str, Any]], table: pa.Table, experiment: str | None = None) -> None:
+    expected = runs_frame(
+        [r for r in rows if experiment is None or r.get("experiment") == experiment]
+    )
+    pd.testing.assert_frame_equal(listing_frame(table, experiment), expected)
+
+
+@pytest.mark.parametrize("experiment", [None, "e1", "e2", "none"])
+def test_every_subset_gives_back_the_reference_frame(experiment: str | None) -> None:
+    """Columns, dtypes and values of the reference, for any runs kept and however split."""
+    rng = random.Random(17)
+    for _ in range(60):
+        rows = [r for r in ROWS if rng.random() < 0.7]
+        rows = [r for r in rows if "big" not in r.get("params", {})]  # runs_frame refuses it
+        cut = rng.randrange(len(rows) + 1)
+        # Tables encoded apart and merged (an index plus new runs) or all at once.
+        merged = _listing.merge(
+            [_listing.listing_table(rows[:cut]), _listing.listing_table(rows[cut:])]
+        )
+        _check(rows, merged, experiment)
+        _check(rows, _listing.listing_table(rows), experiment)
+
+
+def test_cells_keep_their_python_types() -> None:
+    table = _listing.listing_table(ROWS)
+    texts = _listing.json_columns(table)
+    assert table.column("c:params.bs").type == pa.string() and "c:params.bs" in texts  # int + str
+    assert table.column("c:params.opt").type == pa.string() and "c:params.opt" not in texts
+    assert table.column("c:params.only").type == pa.int64()
+    assert "c:params.lr" in texts  # 0.1, 1, 0.01, 2: int and float apart
+    assert "c:params.big" in texts  # beyond int64
+    assert table.column("c:metrics.loss.last").type == pa.float64()
+    for name in ("big", "ls", "d", "sched", "amp"):
+        column = table.column(f"c:params.{name}")
+        values = _listing.decode_column(column, f"c:params.{name}" in texts, _listing.ABSENT)
+        assert values == [r.get("params", {}).get(name, _listing.ABSENT) for r in ROWS]
+
+
+# ---------------------------------------------------------------- a real store
+
+
+def _crashed_copy(live: Run, store_dir: Path) -> str:
+    """A copy of a live run's folder whose writer is gone (its lock is nobody's): crashed."""
+    run_id = new_run_id()
+    shutil.copytree(live.dir, store_dir / "runs" / run_id)
+    record = read_json(store_dir / "runs" / run_id / "run.json")
+    record.update(id=run_id, name="crashed")
+    write_json_atomic(store_dir / "runs" / run_id / "run.json", record)
+    return run_id
+
+
+def _reference(store: Store, experiment: str | None = None) -> pd.DataFrame:
+    """runs_frame of every run's summary read one by one (not through the index)."""
+    reader = store._reader
+    rows = [r for i in reader.run_ids() if (r := reader.load_summary(i)) is not None]
+    return runs_frame([r for r in rows if experiment is None or r.get("experiment") == experiment])
+
+
+def _same(store: Store) -> None:
+    for experiment in (None, "e1", "e2", "none"):
+        pd.testing.assert_frame_equal(store.runs(experiment), _reference(store, experiment))
+
+
+@pytest.fixture
+def mixed(make_run: MakeRun, store_dir: Path) -> dict[str, Run]:
+    runs = {}
+    a = runs["a"] = make_run("a", experiment="e1", params={"lr": 0.1, "bs": 32, "opt": "adam"})
+    a.set_tags(team="x")
+    a.log({"loss": 0.5, "acc": 0.1}, step=0)
+    a.log({"loss": float("nan")}, step=1)
+    a.finish()
+    b = runs["b"] = make_run("b", experiment="e2", params={"lr": 1, "bs": "64", "amp": True})
+    b.finish("failed")
+    c = runs["c"] = make_run(None, experiment="e1", params={"lr": 0.01, "sched": None, "ls": [1]})
+    c.log({"loss": 0.25}, step=0)
+    c.finish()
+    live = runs["live"] = make_run("live", experiment="e2", params={"lr": 3, "new": "x"})
+    live.log({"loss": 1.0, "val": 2.0}, step=0)
+    live.log({"loss": 0.75}, step=1)
+    _crashed_copy(live, store_dir)
+    return runs
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_listing_matches_the_reference_as_the_store_changes(
+    mixed: dict[str, Run], make_run: MakeRun, store_dir: Path, read_only: bool
+) -> None:
+    store = Store(store_dir, read_only=read_only)
+    frame = store.runs()
+    assert sorted(frame["status"]) == ["completed", "completed", "crashed", "failed", "running"]
+    _same(store)
+    assert (store_dir / "index" / "runs.parquet").exists() is not read_only
+
+    new = make_run("new", experiment="e1", params={"lr": "auto", "bs": 8})
+    new.log({"acc": 0.9}, step=0)
+    new.finish()
+    summary = mixed["b"].dir / "summary.json"
+    changed = read_json(summary)
+    changed["params"]["bs"] = 64  # now an int, as every other run's
+    changed["tags"] = {"late": "yes"}
+    write_json_atomic(summary, changed)
+    shutil.rmtree(mixed["c"].dir)
+    _same(store)
+    _same(Store(store_dir, read_only=read_only))
+
+    mixed["live"].log({"loss": 0.5}, step=2)
+    mixed["live"].finish()
+    _same(store)
+    assert len(store.runs()) == 5
+
+
+def test_one_new_run_reads_only_that_run(
+    mixed: dict[str, Run], make_run: MakeRun, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mixed["live"].finish()
+    Store(store_dir).runs()  # the index holds every run now
+    new = make_run("new", experiment="e1", params={"lr": 0.5})
+    new.finish()
+    store = Store(store_dir)
+    read: list[str] = []
+    original = store._reader.load_summary
+    monkeypatch.setattr(store._reader, "load_summary", lambda i: read.append(i) or original(i))
+    frame = store.runs()
+    assert read == [new.id]
+    assert new.id in set(frame["id"])
+    _same(store)
+
+
+def test_an_index_of_the_previous_release_is_upgraded(
+    mixed: dict[str, Run], store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mixed["live"].finish()
+    Store(store_dir).runs()
+    index = store_dir / "index" / "runs.parquet"
+    table = pq.read_table(index)
+    old = table.select(["id", "mtime_ns", "summary"]).replace_schema_metadata(None)
+    pq.write_table(old, index)  # what the previous release wrote: no version, no listing
+
+    store = Store(store_dir)
+    read: list[str] = []
+    original = store._reader.load_summary
+    monkeypatch.setattr(store._reader, "load_summary", lambda i: read.append(i) or original(i))
+    store.runs()
+    assert read == []  # its summary texts were good: no run was read again
+    _same(store)
+    meta = pq.read_schema(index).metadata
+    assert meta[b"reprolog.index_version"] == str(_index.INDEX_VERSION).encode()
+
+
+def test_an_index_of_another_version_is_rebuilt(mixed: dict[str, Run], store_dir: Path) -> None:
+    mixed["live"].finish()
+    Store(store_dir).runs()
+    index = store_dir / "index" / "runs.parquet"
+    table = pq.read_table(index)
+    meta = {b"reprolog.index_version": b"99", b"reprolog.json_columns": json.dumps([]).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), index)
+    _same(Store(store_dir))
+    assert pq.read_schema(index).metadata[b"reprolog.index_version"] == b"2"
