@@ -37,7 +37,9 @@ both under --store-dir (default /tmp/reprolog-bench-scale), never in the reposit
 Measures (medians of --repeats; each repeat a fresh `reprolog.Store`, as a new CLI process):
   runs() cold: `index/runs.parquet` deleted before each repeat, so the listing reads every
   summary.json and writes the index (the files are in the OS page cache after the build; a
-  first listing after a reboot also pays the disk reads); runs() warm: the index present.
+  first listing after a reboot also pays the disk reads); runs() warm: the index present;
+  runs() + 1 new: a copy of the newest run under a new id added before the listing (and
+  removed after it, so each repeat also sees the previous one gone).
   `Store.sql(...)` over the 100M store, and the same query in plain DuckDB over
   `read_parquet('<store>/runs/*/metrics.parquet')` (the floor: DuckDB's own scan).
 --profile runs cProfile over each missed measure and prints where the time goes.
@@ -235,6 +237,27 @@ def runs_warm(root: Path) -> None:
     assert len(frame) == STORES["runs100k"][0], len(frame)
 
 
+def runs_one_new(root: Path) -> None:
+    """A listing after one run was added (and the previous repeat's one removed)."""
+    import reprolog
+
+    added = _add_run(root)
+    frame = reprolog.Store(root).runs()
+    assert len(frame) == STORES["runs100k"][0] + 1 and added in set(frame["id"]), len(frame)
+    shutil.rmtree(root / "runs" / added)
+
+
+def _add_run(root: Path) -> str:
+    """A copy of the newest run under a new, newer id (folder, run.json and summary.json)."""
+    newest = max(p.name for p in (root / "runs").iterdir())
+    run_id = _run_id(BASE_MS + STORES["runs100k"][0] * 60_000, time.time_ns())
+    shutil.copytree(root / "runs" / newest, root / "runs" / run_id)
+    for name in ("run.json", "summary.json"):
+        path = root / "runs" / run_id / name
+        path.write_text(path.read_text().replace(newest, run_id))
+    return run_id
+
+
 def sql_store(root: Path) -> None:
     import reprolog
 
@@ -287,6 +310,7 @@ def main() -> None:
         measures += [
             ("Store.runs(), 100,000 runs, cold (no index: builds it)", runs_cold, root, 2.0),
             ("Store.runs(), 100,000 runs, warm (index present)", runs_warm, root, 2.0),
+            ("Store.runs(), 100,000 runs + 1 new (index present)", runs_one_new, root, 2.0),
         ]
     if args.only in (None, "sql"):
         root = build(args.store_dir, "points100m", args.workers)
@@ -304,6 +328,8 @@ def main() -> None:
         row(label, f"{med:.2f} s", target_text, f"{verdict} {spread}")
         if verdict == "MISSED":
             missed.append((label, fn, root))
+    if args.only in (None, "runs"):
+        runs_warm(args.store_dir / "runs100k")  # the index without the runs added and removed
     print(f"end: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {uptime()}")
     if args.profile:
         for label, fn, root in missed or [(m[0], m[1], m[2]) for m in measures if m[3]]:

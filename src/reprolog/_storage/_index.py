@@ -14,9 +14,12 @@ runs table is built from Arrow without parsing a summary.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +42,11 @@ _VERSION = b"reprolog.index_version"
 
 
 class SummaryRow(dict[str, Any]):
-    """A summary row that keeps the JSON text it was read from: the index stores that text."""
+    """A summary row read as is from a run's summary.json, with the JSON text it was read from.
+
+    The index stores that text, and the folder's mtime seen before the read (nothing was
+    written to the folder by the read; a change meanwhile makes the next listing read again).
+    """
 
     __slots__ = ("text",)
 
@@ -60,7 +67,8 @@ class Listing:
     """What one listing found: the index rows of finished runs, and live runs' rows.
 
     Attributes:
-        table: one row per finished, readable run, in folder order: the index's columns.
+        table: one row per finished, readable run (in index order, new runs last): the
+            index's columns.
         live: the summary rows of runs still running (never cached).
     """
 
@@ -69,8 +77,9 @@ class Listing:
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every summary row: live runs first, then the finished ones."""
-        texts = self.table.column("summary").to_pylist()
-        return self.live + [json.loads(t) for t in texts]
+        with _gc_paused():
+            texts = self.table.column("summary").to_pylist()
+            return self.live + [json.loads(t) for t in texts]
 
     def columns(self) -> pa.Table:
         """Every run's row as listing columns (`_listing`), the index's own columns included."""
@@ -145,6 +154,22 @@ def _write_index(layout: StoreLayout, table: pa.Table) -> None:
             pq.write_table(table, tmp, compression="zstd")
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while a listing makes 100,000s of dicts and lists that all stay alive.
+
+    Each collection would walk every one of them again (a cold listing of 100,000 runs:
+    twice as long); they are freed normally, and GC runs again, when the block ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_listing(
     layout: StoreLayout,
     load_one: Callable[[str], dict[str, Any] | None],
@@ -160,6 +185,15 @@ def load_listing(
         memo: read-only mode: the index is never written; this in-memory index (updated in
             place) stands in for it once a listing filled it.
     """
+    with _gc_paused():
+        return _load_listing(layout, load_one, memo)
+
+
+def _load_listing(
+    layout: StoreLayout,
+    load_one: Callable[[str], dict[str, Any] | None],
+    memo: IndexMemo | None,
+) -> Listing:
     try:
         entries = list(os.scandir(layout.runs))
     except FileNotFoundError:
@@ -171,7 +205,7 @@ def load_listing(
     known_ids = index.column("id").to_pylist()
     known = dict(zip(known_ids, index.column("mtime_ns").to_pylist(), strict=True))
     where = {run_id: i for i, run_id in enumerate(known_ids)}
-    order: list[int] = []  # rows of index + new rows, in folder order
+    order: list[int] = []  # the current runs' rows in index + new rows
     ids: list[str] = []
     mtimes: list[int] = []
     rows: list[dict[str, Any]] = []
@@ -194,10 +228,11 @@ def load_listing(
         changed = True
         # A live run changes at every flush: never cache it.
         if summary.get("status") != "running":
-            try:
-                mtime = os.stat(entry.path).st_mtime_ns  # recovery may have touched it
-            except FileNotFoundError:
-                continue
+            if type(summary) is not SummaryRow:  # from the record: recovery may have touched it
+                try:
+                    mtime = os.stat(entry.path).st_mtime_ns
+                except FileNotFoundError:
+                    continue
             order.append(index.num_rows + len(rows))
             ids.append(run_id)
             mtimes.append(mtime)
@@ -208,7 +243,8 @@ def load_listing(
         import pyarrow as pa
 
         table = _listing.merge([index, _rows_table(ids, mtimes, rows)]) if rows else index
-        table = table.take(pa.array(order, pa.int64()))
+        if len(order) != table.num_rows:  # runs gone or changed: keep the rows still current
+            table = table.take(pa.array(sorted(order), pa.int64()))
         if memo is not None:
             memo.table = table
         else:

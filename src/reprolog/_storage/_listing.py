@@ -51,25 +51,53 @@ def gather(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     n = len(rows)
     columns: dict[str, list[Any]] = {name: [r.get(key) for r in rows] for name, key in BASE}
     wide: dict[str, list[Any]] = {}
-    number = from_json_number
-    # One loop over every cell of a cold listing: kept flat (no call per cell but the number's).
-    for i, r in enumerate(rows):
-        for prefix, key in (("tags.", "tags"), ("params.", "params")):
-            for k, v in (r.get(key) or {}).items():
-                name = f"{prefix}{k}"
-                values = wide.get(name)
-                if values is None:
-                    values = wide[name] = [ABSENT] * n
-                values[i] = v
-        for k, s in (r.get("metrics_summary") or {}).items():
+
+    def place(name: str, where: list[int], values: list[Any]) -> None:
+        if len(where) == n:  # every row (the common case: one set of keys for all)
+            wide[name] = values
+            return
+        column = wide.get(name)
+        if column is None:
+            column = wide[name] = [ABSENT] * n
+        for i, v in zip(where, values, strict=True):
+            column[i] = v
+
+    # Rows with the same keys (in the same order) are transposed at once, not cell by cell.
+    for prefix, key in (("tags.", "tags"), ("params.", "params")):
+        mappings = [r.get(key) or {} for r in rows]
+        for keys, where in _groups(mappings).items():
+            cells = zip(*[tuple(mappings[i].values()) for i in where], strict=True)
+            for k, column in zip(keys, cells, strict=True):
+                place(f"{prefix}{k}", where, list(column))
+    summaries = [r.get("metrics_summary") or {} for r in rows]
+    for keys, where in _groups(summaries).items():
+        cells = zip(*[tuple(summaries[i].values()) for i in where], strict=True)
+        for k, stats in zip(keys, cells, strict=True):
             for stat in ("last", "min", "max"):
-                name = f"metrics.{k}.{stat}"
-                values = wide.get(name)
-                if values is None:
-                    values = wide[name] = [ABSENT] * n
-                values[i] = number(s.get(stat))
+                raw = [s.get(stat) for s in stats]
+                if _FLOATS.issuperset(map(type, raw)):
+                    place(f"metrics.{k}.{stat}", where, raw)
+                else:
+                    place(f"metrics.{k}.{stat}", where, [from_json_number(v) for v in raw])
     columns.update(sorted(wide.items()))
     return columns
+
+
+_FLOATS = frozenset((float, type(None)))  # what from_json_number leaves as it is
+
+
+def _groups(mappings: list[Any]) -> dict[tuple[Any, ...], list[int]]:
+    """Key tuple -> the positions of the mappings with exactly those keys (empty ones: none)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, m in enumerate(mappings):
+        if m:
+            keys = tuple(m)
+            where = groups.get(keys)
+            if where is None:
+                groups[keys] = [i]
+            else:
+                where.append(i)
+    return groups
 
 
 def encode_column(values: list[Any], *, base: bool) -> tuple[pa.Array, bool]:
@@ -77,13 +105,14 @@ def encode_column(values: list[Any], *, base: bool) -> tuple[pa.Array, bool]:
     import pyarrow as pa
 
     kinds = set(map(type, values))
+    absent = _Absent in kinds
     kinds.discard(_Absent)
     if base:
         kinds.discard(type(None))
     if len(kinds) <= 1:
         kind = _EXACT.get(next(iter(kinds)), "") if kinds else "string"
         if kind:
-            cells = values if base else [None if v is ABSENT else v for v in values]
+            cells = [None if v is ABSENT else v for v in values] if absent else values
             try:
                 return pa.array(cells, getattr(pa, kind)()), False
             except (OverflowError, pa.ArrowException):
@@ -143,7 +172,7 @@ def merge(tables: Iterable[pa.Table]) -> pa.Table:
     texts = []
     for name in names:
         if not name.startswith(PREFIX):
-            arrays[name] = pa.chunked_array([t.column(name) for t in parts])
+            arrays[name] = pa.chunked_array([c for t in parts for c in t.column(name).chunks])
             continue
         base = name in BASE_NAMES
         present = {
@@ -155,8 +184,13 @@ def merge(tables: Iterable[pa.Table]) -> pa.Table:
             ((kind, is_json),) = present
             arrays[name] = pa.chunked_array(
                 [
-                    t.column(name) if name in t.column_names else pa.nulls(t.num_rows, kind)
+                    chunk
                     for t in parts
+                    for chunk in (
+                        t.column(name).chunks
+                        if name in t.column_names
+                        else [pa.nulls(t.num_rows, kind)]
+                    )
                 ],
                 kind,
             )

@@ -171,10 +171,10 @@ class StoreReader:
     def load_summary(self, run_id: str) -> dict[str, Any] | None:
         """One run's summary row (summary.json, else from its record), or None if unreadable."""
         # str paths and one open(): a cold listing of a large store calls this once per run
-        run_dir = os.path.join(self.layout.root, "runs", run_id)
-        if not os.path.isdir(os.path.join(run_dir, "log")):
+        run_dir = f"{os.fspath(self.layout.root)}/runs/{run_id}"
+        if not os.path.isdir(f"{run_dir}/log"):
             try:
-                return _read_summary(os.path.join(run_dir, "summary.json"))
+                return _read_summary(f"{run_dir}/summary.json")
             except FileNotFoundError:
                 pass
             except CorruptFileError as exc:  # the record holds the same facts: fall back on it
