@@ -98,6 +98,66 @@ def test_cells_keep_their_python_types() -> None:
         assert values == [r.get("params", {}).get(name, _listing.ABSENT) for r in ROWS]
 
 
+def _summary(i: int, **more: Any) -> dict[str, Any]:
+    row = {
+        "id": f"01{i:03d}",
+        "name": f"r{i}",
+        "experiment": f"e{i % 2 + 1}",
+        "status": "completed",
+        "start_time": 1700000000 + i * 60.5,
+        "end_time": 1700000010.25 + i * 60,
+        "params": {"lr": 0.1 / (i + 1), "bs": 16 * (i + 1), "opt": "adam", "amp": i % 2 == 0},
+        "tags": {"team": "x"} if i % 3 else {},
+        "metrics_summary": {
+            "loss": {"last": 0.5 / (i + 1), "min": 0.125, "max": 1.5, "count": 3},
+            "acc": {"last": 1, "min": 0.5, "max": 1},
+        },
+    }
+    row.update(more)
+    return row
+
+
+PARSED = [
+    _summary(0),
+    _summary(1, start_time=1700000000),  # an int start: read as its float
+    _summary(2, tags={"note": "ü"}),
+    _summary(3, metrics_summary={}),
+    _summary(4, params={"lr": 0.0}),  # an integral float: could have been an int
+    _summary(5, params={"lr": 3}),  # an int among floats: read as 3.0, so per row too
+    _summary(6, params={"ls": [1, 2], "d": {}}),  # nested values
+    _summary(7, name=None),  # None and an absent key look alike
+    _summary(8, metrics_summary={"loss": {"last": "nan", "min": None, "max": None}}),
+    _summary(9, tags={"note": "\u00e9t\u00e9"}),
+    _summary(10, format_version=1),
+    _summary(11, metrics_summary={"loss": {"last": 0.5}}),  # min, max absent: None
+]
+
+
+@pytest.mark.parametrize("experiment", [None, "e1", "e2"])
+def test_summaries_parsed_at_once_give_back_the_reference_frame(experiment: str | None) -> None:
+    texts = [json.dumps(r, ensure_ascii=False).encode() for r in PARSED]
+    texts[9] = json.dumps(PARSED[9]).encode()  # with \u escapes
+    texts.append(texts[0] + b"\n")  # a line break at the end
+    rows = [*PARSED, PARSED[0]]
+    table, kept, left = _listing.parse_summaries(texts)
+    assert table is not None and kept == [0, 1, 2, 3]
+    assert left == [4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert table.column("summary").to_pylist() == [texts[i].decode() for i in kept]
+    others = [json.loads(texts[i]) for i in left]
+    extra = {"summary": pa.array([texts[i].decode() for i in left])}
+    merged = _listing.merge([table, _listing.listing_table(others, extra)])
+    _check([rows[i] for i in kept + left], merged, experiment)
+
+
+@pytest.mark.parametrize(
+    "damage", [b'{"id": "01x", "a": 1, "a": 2}', b'{"id": "01x"} {"id": "01y"}', b'{"x": 1}']
+)
+def test_a_batch_the_reader_cannot_read_exactly_goes_row_by_row(damage: bytes) -> None:
+    texts = [json.dumps(r).encode() for r in PARSED[:3]] + [damage]
+    table, kept, left = _listing.parse_summaries(texts)
+    assert table is None and kept == [] and left == [0, 1, 2, 3]
+
+
 # ---------------------------------------------------------------- a real store
 
 
@@ -143,10 +203,18 @@ def mixed(make_run: MakeRun, store_dir: Path) -> dict[str, Run]:
     return runs
 
 
+@pytest.mark.parametrize("batch", [False, True])
 @pytest.mark.parametrize("read_only", [False, True])
 def test_listing_matches_the_reference_as_the_store_changes(
-    mixed: dict[str, Run], make_run: MakeRun, store_dir: Path, read_only: bool
+    mixed: dict[str, Run],
+    make_run: MakeRun,
+    store_dir: Path,
+    read_only: bool,
+    batch: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if batch:  # as a cold listing of a large store: summaries parsed at once
+        monkeypatch.setattr(_index, "BATCH_MIN", 1)
     store = Store(store_dir, read_only=read_only)
     frame = store.runs()
     assert sorted(frame["status"]) == ["completed", "completed", "crashed", "failed", "running"]

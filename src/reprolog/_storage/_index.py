@@ -18,7 +18,7 @@ import gc
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +29,6 @@ from reprolog._storage._atomic import replacing
 from reprolog._storage._layout import StoreLayout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import pyarrow as pa
 
 logger = logging.getLogger("reprolog")
@@ -170,11 +168,20 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+#: at least this many runs to read: their summaries are parsed together (`load_many`)
+BATCH_MIN = 1000
+
+LoadOne = Callable[[str], "dict[str, Any] | None"]
+#: run ids -> (listing table with `summary`, or None; its rows' run ids; ids left to load_one)
+LoadMany = Callable[[list[str]], "tuple[pa.Table | None, list[str], list[str]]"]
+
+
 def load_listing(
     layout: StoreLayout,
-    load_one: Callable[[str], dict[str, Any] | None],
+    load_one: LoadOne,
     *,
     memo: IndexMemo | None = None,
+    load_many: LoadMany | None = None,
 ) -> Listing:
     """List every run folder, refreshing the index as needed.
 
@@ -184,16 +191,21 @@ def load_listing(
             does not know or that changed since it was written (it may recover crashed runs).
         memo: read-only mode: the index is never written; this in-memory index (updated in
             place) stands in for it once a listing filled it.
+        load_many: reads many runs' summaries at once where it can (`BATCH_MIN` or more to
+            read, as a cold listing has); the runs it leaves go through `load_one`.
     """
     with _gc_paused():
-        return _load_listing(layout, load_one, memo)
+        return _load_listing(layout, load_one, memo, load_many)
 
 
 def _load_listing(
     layout: StoreLayout,
-    load_one: Callable[[str], dict[str, Any] | None],
+    load_one: LoadOne,
     memo: IndexMemo | None,
+    load_many: LoadMany | None,
 ) -> Listing:
+    import pyarrow as pa
+
     try:
         entries = list(os.scandir(layout.runs))
     except FileNotFoundError:
@@ -205,12 +217,8 @@ def _load_listing(
     known_ids = index.column("id").to_pylist()
     known = dict(zip(known_ids, index.column("mtime_ns").to_pylist(), strict=True))
     where = {run_id: i for i, run_id in enumerate(known_ids)}
-    order: list[int] = []  # the current runs' rows in index + new rows
-    ids: list[str] = []
-    mtimes: list[int] = []
-    rows: list[dict[str, Any]] = []
-    live: list[dict[str, Any]] = []
-    changed = False
+    order: list[int] = []  # the current runs' rows in index + batch + new rows
+    unknown: list[tuple[str, str, int]] = []
     for entry in entries:
         if not entry.is_dir() or entry.name.startswith("."):
             continue
@@ -221,7 +229,28 @@ def _load_listing(
             continue  # deleted meanwhile
         if known.get(run_id) == mtime:
             order.append(where[run_id])
-            continue
+        else:
+            unknown.append((run_id, entry.path, mtime))
+    parts = [index]
+    if load_many is not None and len(unknown) >= BATCH_MIN:
+        batch, batch_ids, rest = load_many([run_id for run_id, _, _ in unknown])
+        if batch is not None and batch.num_rows:
+            seen = {run_id: mtime for run_id, _, mtime in unknown}
+            batch = batch.append_column("id", pa.array(batch_ids, pa.string()))
+            batch = batch.append_column(
+                "mtime_ns", pa.array([seen[i] for i in batch_ids], pa.int64())
+            )
+            order.extend(range(index.num_rows, index.num_rows + batch.num_rows))
+            parts.append(batch)
+            left = set(rest)
+            unknown = [u for u in unknown if u[0] in left]
+    start = sum(part.num_rows for part in parts)
+    changed = len(parts) > 1
+    ids: list[str] = []
+    mtimes: list[int] = []
+    rows: list[dict[str, Any]] = []
+    live: list[dict[str, Any]] = []
+    for run_id, path, mtime in unknown:
         summary = load_one(run_id)
         if summary is None:
             continue
@@ -230,19 +259,19 @@ def _load_listing(
         if summary.get("status") != "running":
             if type(summary) is not SummaryRow:  # from the record: recovery may have touched it
                 try:
-                    mtime = os.stat(entry.path).st_mtime_ns
+                    mtime = os.stat(path).st_mtime_ns
                 except FileNotFoundError:
                     continue
-            order.append(index.num_rows + len(rows))
+            order.append(start + len(rows))
             ids.append(run_id)
             mtimes.append(mtime)
             rows.append(summary)
         else:
             live.append(summary)
     if changed or stale or len(order) != index.num_rows:
-        import pyarrow as pa
-
-        table = _listing.merge([index, _rows_table(ids, mtimes, rows)]) if rows else index
+        if rows:
+            parts.append(_rows_table(ids, mtimes, rows))
+        table = _listing.merge(parts)
         if len(order) != table.num_rows:  # runs gone or changed: keep the rows still current
             table = table.take(pa.array(sorted(order), pa.int64()))
         if memo is not None:
@@ -261,7 +290,7 @@ def _load_listing(
 
 def load_summaries(
     layout: StoreLayout,
-    load_one: Callable[[str], dict[str, Any] | None],
+    load_one: LoadOne,
     *,
     memo: IndexMemo | None = None,
 ) -> list[dict[str, Any]]:

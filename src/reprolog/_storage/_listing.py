@@ -213,3 +213,122 @@ def _with_json(table: pa.Table, texts: list[str]) -> pa.Table:
     meta = dict(table.schema.metadata or {})
     meta[JSON_COLUMNS] = json.dumps(texts).encode()
     return table.replace_schema_metadata(meta)
+
+
+# A summary matching this is left to the per-row path: a null (None and an absent key look
+# alike to the JSON reader), an escape (a lone surrogate), a non-finite number, a record's
+# format version, a control character (a line break). RE2 syntax (pyarrow.compute).
+_ROUTED = r'null|\\u|"nan"|"inf"|"-inf"|NaN|Infinity|"format_version"|[\x00-\x1f]'
+
+
+class _Unsure(Exception):
+    """The batch cannot be read exactly by the JSON reader: every row goes the per-row way."""
+
+
+def parse_summaries(texts: list[bytes]) -> tuple[pa.Table | None, list[int], list[int]]:
+    """Summary files' bytes read at once by pyarrow's JSON reader, where that is exact.
+
+    Returns (a listing table with a `summary` column (the text), the positions of its rows
+    in `texts`, the positions left to the per-row path (`json.loads`, then `listing_table`)):
+    rows whose cells the reader cannot give back with their Python types (an integral
+    float could have been an int; a nested value; a stat of None) are left over.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    try:
+        every = pa.array(texts, pa.binary()).cast(pa.string())  # UTF-8, as json.loads wants
+    except pa.ArrowException:
+        return None, [], list(range(len(texts)))
+    simple = pc.and_(
+        pc.invert(pc.match_substring_regex(every, _ROUTED)), pc.starts_with(every, "{")
+    ).to_numpy(zero_copy_only=False)
+    clean = np.flatnonzero(simple).tolist()
+    rest = np.flatnonzero(~simple).tolist()
+    if not clean:
+        return None, [], rest
+    body = b"\n".join(texts[i] for i in clean)
+    try:
+        parsed = pj.read_json(
+            pa.py_buffer(body), read_options=pj.ReadOptions(block_size=len(body) + 1)
+        )
+        summary = every.filter(pa.array(simple))
+        if parsed.num_rows != len(clean):
+            raise _Unsure
+        route = np.zeros(len(clean), dtype=bool)
+        columns = _parsed_columns(parsed, route)
+    except (_Unsure, pa.ArrowException):
+        return None, [], list(range(len(texts)))
+    columns["summary"] = summary
+    keep = ~route
+    table = _with_json(pa.table(columns).filter(pa.array(keep)), [])
+    kept = [clean[i] for i in np.flatnonzero(keep).tolist()]
+    routed = [clean[i] for i in np.flatnonzero(route).tolist()]
+    return table, kept, sorted(rest + routed)
+
+
+def _parsed_columns(parsed: pa.Table, route: Any) -> dict[str, pa.Array]:
+    """The listing columns of a parsed batch; marks in `route` the rows left over."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = parsed.num_rows
+    scalars = (pa.int64(), pa.float64(), pa.string(), pa.bool_())
+
+    def mark(mask: pa.Array) -> None:
+        route[mask.fill_null(False).to_numpy(zero_copy_only=False)] = True
+
+    def integral(values: pa.Array) -> pa.Array:
+        return pc.equal(values, pc.floor(values))
+
+    def column(name: str) -> pa.Array | None:
+        if name not in parsed.column_names:
+            return None
+        return parsed.column(name).combine_chunks()
+
+    out: dict[str, pa.Array] = {}
+    for name, key in BASE:
+        values = column(key)
+        if values is None or values.type == pa.null():
+            if name == "id":
+                raise _Unsure
+            values = pa.nulls(n, pa.string())
+        elif name in ("start_time", "end_time"):  # read as seconds only: an int is its float
+            if values.type not in (pa.int64(), pa.float64()):
+                raise _Unsure
+        elif values.type != pa.string() or (name == "id" and values.null_count):
+            raise _Unsure
+        out[PREFIX + name] = values
+    for prefix, key in (("tags.", "tags"), ("params.", "params")):
+        struct = column(key)
+        if struct is None:
+            continue
+        if not pa.types.is_struct(struct.type):
+            raise _Unsure
+        for field, values in zip(struct.type, struct.flatten(), strict=True):
+            if values.type not in scalars:
+                mark(values.is_valid())  # a list or a mapping: per row
+                continue
+            if values.type == pa.float64():
+                mark(integral(values))
+            out[f"{PREFIX}{prefix}{field.name}"] = values
+    metrics = column("metrics_summary")
+    if metrics is not None:
+        if not pa.types.is_struct(metrics.type):
+            raise _Unsure
+        for field, stats in zip(metrics.type, metrics.flatten(), strict=True):
+            present = stats.is_valid()
+            if not pa.types.is_struct(stats.type):
+                mark(present)
+                continue
+            by_name = dict(zip((f.name for f in stats.type), stats.flatten(), strict=True))
+            for stat in ("last", "min", "max"):
+                values = by_name.get(stat)
+                if values is None or values.type not in (pa.int64(), pa.float64()):
+                    mark(present)  # a stat of None, or absent: per row
+                    continue
+                mark(pc.and_(present, values.is_null()))
+                out[f"{PREFIX}metrics.{field.name}.{stat}"] = pc.cast(values, pa.float64())
+    return out

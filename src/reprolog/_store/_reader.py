@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from reprolog._errors import AmbiguousRunError, ArgumentError, CorruptFileError, RunNotFoundError
 from reprolog._storage._compact import read_live_table, summary_row
 from reprolog._storage._encode import metrics_schema, read_parquet
-from reprolog._storage._index import IndexMemo, SummaryRow, load_listing
+from reprolog._storage._index import IndexMemo, Listing, SummaryRow, load_listing
 from reprolog._storage._layout import RunLayout, StoreLayout, resolve_store_dir
+from reprolog._storage._listing import parse_summaries
 from reprolog._storage._recordfile import RECORD_FORMAT_VERSION, TERMINAL_STATUSES, read_json
 from reprolog._storage._recover import crashed_view, lock_is_free, recover, writer_is_dead
 from reprolog._store._frames import listing_frame, runs_frame
@@ -189,7 +190,7 @@ class StoreReader:
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every readable run's summary row, through the index (kept in memory when read-only)."""
-        return load_listing(self.layout, self.load_summary, memo=self._memo).summaries()
+        return self._local_listing().summaries()
 
     def runs_frame(self, experiment: str | None = None) -> pd.DataFrame:
         """The runs table (`_frames.runs_frame` of the summary rows of `experiment`, or all).
@@ -202,8 +203,33 @@ class StoreReader:
             if experiment is not None:
                 rows = [r for r in rows if r.get("experiment") == experiment]
             return runs_frame(rows)
-        listing = load_listing(self.layout, self.load_summary, memo=self._memo)
-        return listing_frame(listing.columns(), experiment)
+        return listing_frame(self._local_listing().columns(), experiment)
+
+    def _local_listing(self) -> Listing:
+        return load_listing(
+            self.layout, self.load_summary, memo=self._memo, load_many=self._read_summaries
+        )
+
+    def _read_summaries(self, run_ids: list[str]) -> tuple[pa.Table | None, list[str], list[str]]:
+        """`load_many` of the index: the summary.json of runs with no log, parsed at once."""
+        root = os.fspath(self.layout.root)
+        texts: list[bytes] = []
+        read: list[str] = []
+        rest: list[str] = []
+        for run_id in run_ids:
+            run_dir = f"{root}/runs/{run_id}"
+            if os.path.isdir(f"{run_dir}/log"):
+                rest.append(run_id)
+                continue
+            try:
+                with open(f"{run_dir}/summary.json", "rb") as fh:
+                    texts.append(fh.read())
+            except OSError:
+                rest.append(run_id)  # no summary (or unreadable): load_summary says why
+                continue
+            read.append(run_id)
+        table, kept, left = parse_summaries(texts)
+        return table, [read[i] for i in kept], rest + [read[i] for i in left]
 
     # ------------------------------------------------------------------ points
 
