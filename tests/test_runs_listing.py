@@ -286,3 +286,25 @@ def test_an_index_of_another_version_is_rebuilt(mixed: dict[str, Run], store_dir
     pq.write_table(table.replace_schema_metadata(meta), index)
     _same(Store(store_dir))
     assert pq.read_schema(index).metadata[b"reprolog.index_version"] == b"2"
+
+
+def test_an_index_rewritten_meanwhile_is_left_to_its_writer(
+    mixed: dict[str, Run], make_run: MakeRun, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mixed["live"].finish()
+    Store(store_dir).runs()
+    index = store_dir / "index" / "runs.parquet"
+    before = index.read_bytes()
+    make_run("new").finish()
+    read = _index._read_index
+
+    def rewritten(path: Path, *, texts: bool = True) -> tuple[pa.Table, bool]:
+        table, stale = read(path, texts=texts)
+        return (table.slice(1) if texts else table), stale  # another reader's, since
+
+    monkeypatch.setattr(_index, "_read_index", rewritten)
+    store = Store(store_dir)
+    frame = store.runs()
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(frame, _reference(store))
+    assert index.read_bytes() == before  # not ours to write

@@ -83,7 +83,10 @@ class Listing:
         """Every run's row as listing columns (`_listing`), the index's own columns included."""
         if not self.live:
             return self.table
-        return _listing.merge([_rows_table([], [], self.live), self.table])
+        live = _rows_table([], [], self.live)
+        if "summary" not in self.table.column_names:
+            live = live.drop_columns(["summary"])
+        return _listing.merge([live, self.table])
 
 
 def _rows_table(ids: list[str], mtimes: list[int], rows: list[dict[str, Any]]) -> pa.Table:
@@ -106,16 +109,23 @@ def _empty() -> pa.Table:
     return _rows_table([], [], [])
 
 
-def _read_index(path: Path) -> tuple[pa.Table, bool]:
-    """(the index table, True when it must be written again: absent, unreadable, older)."""
+def _read_index(path: Path, *, texts: bool = True) -> tuple[pa.Table, bool]:
+    """(the index table, True when it must be written again: absent, unreadable, older).
+
+    `texts=False`: without the summary texts (a tenth of the time), when an index of this
+    version is read.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
-        meta = table.schema.metadata or {}
+        schema = pq.read_schema(path)
+        meta = schema.metadata or {}
         for name in INDEX_COLUMNS:
-            table.column(name)
+            schema.field(name)
+        current = meta.get(_VERSION) == str(INDEX_VERSION).encode()
+        columns = None if texts or not current else [n for n in schema.names if n != "summary"]
+        table = pq.read_table(path, columns=columns).replace_schema_metadata(meta)
     except FileNotFoundError:
         return _empty(), True
     except (pa.ArrowException, OSError, KeyError) as exc:
@@ -182,6 +192,7 @@ def load_listing(
     *,
     memo: IndexMemo | None = None,
     load_many: LoadMany | None = None,
+    texts: bool = True,
 ) -> Listing:
     """List every run folder, refreshing the index as needed.
 
@@ -193,9 +204,11 @@ def load_listing(
             place) stands in for it once a listing filled it.
         load_many: reads many runs' summaries at once where it can (`BATCH_MIN` or more to
             read, as a cold listing has); the runs it leaves go through `load_one`.
+        texts: False: the listing's table may lack the `summary` column (`Listing.columns`
+            only), which spares reading it when the index is current.
     """
     with _gc_paused():
-        return _load_listing(layout, load_one, memo, load_many)
+        return _load_listing(layout, load_one, memo, load_many, texts)
 
 
 def _load_listing(
@@ -203,6 +216,7 @@ def _load_listing(
     load_one: LoadOne,
     memo: IndexMemo | None,
     load_many: LoadMany | None,
+    texts: bool,
 ) -> Listing:
     import pyarrow as pa
 
@@ -213,7 +227,7 @@ def _load_listing(
     if memo is not None and memo.table is not None:
         index, stale = memo.table, False
     else:
-        index, stale = _read_index(layout.index_file)
+        index, stale = _read_index(layout.index_file, texts=texts or memo is not None)
     known_ids = index.column("id").to_pylist()
     known = dict(zip(known_ids, index.column("mtime_ns").to_pylist(), strict=True))
     where = {run_id: i for i, run_id in enumerate(known_ids)}
@@ -271,12 +285,20 @@ def _load_listing(
     if changed or stale or len(order) != index.num_rows:
         if rows:
             parts.append(_rows_table(ids, mtimes, rows))
+        write = memo is None
+        if "summary" not in index.column_names:  # read without its texts: they are due now
+            full, _ = _read_index(layout.index_file)
+            if full.column("id").equals(index.column("id")):
+                parts[0] = index.append_column("summary", full.column("summary"))
+            else:  # another reader rewrote it meanwhile: it is theirs to keep
+                parts = [p.drop_columns(["summary"]) if p is not index else p for p in parts]
+                write = False
         table = _listing.merge(parts)
         if len(order) != table.num_rows:  # runs gone or changed: keep the rows still current
             table = table.take(pa.array(sorted(order), pa.int64()))
         if memo is not None:
             memo.table = table
-        else:
+        elif write:
             try:
                 _write_index(layout, table)
             except OSError as exc:

@@ -203,11 +203,15 @@ class StoreReader:
             if experiment is not None:
                 rows = [r for r in rows if r.get("experiment") == experiment]
             return runs_frame(rows)
-        return listing_frame(self._local_listing().columns(), experiment)
+        return listing_frame(self._local_listing(texts=False).columns(), experiment)
 
-    def _local_listing(self) -> Listing:
+    def _local_listing(self, *, texts: bool = True) -> Listing:
         return load_listing(
-            self.layout, self.load_summary, memo=self._memo, load_many=self._read_summaries
+            self.layout,
+            self.load_summary,
+            memo=self._memo,
+            load_many=self._read_summaries,
+            texts=texts,
         )
 
     def _read_summaries(self, run_ids: list[str]) -> tuple[pa.Table | None, list[str], list[str]]:
@@ -222,8 +226,7 @@ class StoreReader:
                 rest.append(run_id)
                 continue
             try:
-                with open(f"{run_dir}/summary.json", "rb") as fh:
-                    texts.append(fh.read())
+                texts.append(_read_bytes(f"{run_dir}/summary.json"))
             except OSError:
                 rest.append(run_id)  # no summary (or unreadable): load_summary says why
                 continue
@@ -312,11 +315,29 @@ def _live_metrics(run_id: str, layout: RunLayout) -> pa.Table | None:
     return table
 
 
+_CHUNK = 1 << 16
+
+
+def _read_bytes(path: str) -> bytes:
+    """A small file's bytes with the fewest calls (half the time of open().read())."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) < _CHUNK:  # a short read of a regular file is its end
+            return data
+        chunks = [data]
+        while data:
+            data = os.read(fd, _CHUNK)
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read_summary(path: str) -> dict[str, Any]:
     """`read_json` of a summary.json (FileNotFoundError when there is none), cheaper."""
     try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+        text = _read_bytes(path).decode("utf-8")
         data = json.loads(text)
     except (OSError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
