@@ -130,6 +130,7 @@ PARSED = [
     _summary(9, tags={"note": "\u00e9t\u00e9"}),
     _summary(10, format_version=1),
     _summary(11, metrics_summary={"loss": {"last": 0.5}}),  # min, max absent: None
+    _summary(12, status="running"),  # a live run's: never cached, so the caller's to judge
 ]
 
 
@@ -141,7 +142,7 @@ def test_summaries_parsed_at_once_give_back_the_reference_frame(experiment: str 
     rows = [*PARSED, PARSED[0]]
     table, kept, left = _listing.parse_summaries(texts)
     assert table is not None and kept == [0, 1, 2, 3]
-    assert left == [4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert left == [4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     assert table.column("summary").to_pylist() == [texts[i].decode() for i in kept]
     others = [json.loads(texts[i]) for i in left]
     extra = {"summary": pa.array([texts[i].decode() for i in left])}

@@ -300,6 +300,8 @@ def _parsed_columns(parsed: pa.Table, route: Any) -> dict[str, pa.Array]:
                 raise _Unsure
         elif values.type != pa.string() or (name == "id" and values.null_count):
             raise _Unsure
+        elif name == "status":
+            mark(pc.equal(values, "running"))  # a live run's row is never cached: per row
         out[PREFIX + name] = values
     for prefix, key in (("tags.", "tags"), ("params.", "params")):
         struct = column(key)
