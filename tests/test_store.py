@@ -255,6 +255,24 @@ def test_sql_views(three_runs: list[Run], store_dir: Path) -> None:
     assert store.sql("SELECT count(*) AS n FROM artifacts")["n"].tolist() == [0]
 
 
+def test_sql_over_runs_columns_builds_no_other_view(
+    three_runs: list[Run], store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprolog._store._reader import StoreReader
+
+    store = Store(store_dir)
+    store.runs()  # the index is current
+
+    def no_summaries(self: StoreReader) -> list[dict[str, Any]]:
+        raise AssertionError("the params view was built for a query that does not name it")
+
+    monkeypatch.setattr(StoreReader, "summaries", no_summaries)
+    got = store.sql('SELECT name, "params.lr" FROM runs WHERE "params.lr" > 0.15 ORDER BY name')
+    assert got.values.tolist() == [["beta", pytest.approx(0.2)], ["gamma", pytest.approx(0.3)]]
+    with pytest.raises(AssertionError, match="params view"):
+        store.sql("SELECT count(*) FROM params")
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

@@ -7,7 +7,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from reprolog._errors import ArgumentError, CorruptFileError, QueryError
-from reprolog._store._frames import runs_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,12 +51,11 @@ def _register_views(reader: StoreReader, con: Any, used: set[str]) -> tuple[list
     """
     import pandas as pd
 
-    summaries = reader.summaries()  # read once: both `runs` and `params` come from them
-    runs = runs_frame(summaries)
+    runs = reader.runs_frame()  # a local store: from the index's listing columns, no parsing
     con.register("runs", runs)
     params_rows: list[tuple[str, str, str, float | None]] = []
     artifact_rows: list[dict[str, Any]] = []
-    for summary in summaries if "params" in used else []:
+    for summary in reader.summaries() if "params" in used else []:
         run_id = summary["id"]
         for key, value in (summary.get("params") or {}).items():
             num = (
@@ -99,8 +97,12 @@ _COLUMNS_SQL = (
 
 
 def _views_used(query: str) -> set[str]:
-    """The store views a query mentions (a word match: cheap, and errs on building more)."""
-    words = set(re.findall(r"[a-z_]+", query.lower()))
+    """The store views a query mentions (a word match: cheap, and errs on building more).
+
+    A quoted column of `runs` such as "params.lr" or "metrics.loss.last" names no view.
+    """
+    query = re.sub(r'"(?:params|metrics|tags)\.[^"]*"', " ", query.lower())
+    words = set(re.findall(r"[a-z_]+", query))
     return {v for v in ("params", "metrics", "artifacts") if v in words}
 
 
