@@ -20,8 +20,10 @@ from reprolog._cli._common import EXIT_CODES_HELP
     "--dir",
     "store_dir",
     type=click.Path(file_okay=False),
+    metavar="STORE",
     default=None,
-    help="Store folder; the same as `reprolog --dir STORE ui` (this one wins when both are given).",
+    help="Store folder or URI (s3://bucket/prefix); the same as `reprolog --dir STORE ui` "
+    "(this one wins when both are given).",
 )
 @click.pass_context
 def ui(ctx: click.Context, host: str, port: int, no_open: bool, store_dir: str | None) -> None:
@@ -33,6 +35,7 @@ def ui(ctx: click.Context, host: str, port: int, no_open: bool, store_dir: str |
     Examples:
       reprolog ui
       reprolog ui --dir runs/.reprolog --port 8765 --no-open
+      reprolog ui --dir s3://team-bucket/reprolog
       reprolog --dir runs/.reprolog ui --no-open
     """
     from reprolog._ui import serve
