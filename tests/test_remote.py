@@ -155,6 +155,20 @@ def test_display_uri_drops_credentials() -> None:
     assert is_uri("s3://bkt/x") and not is_uri("/tmp/x") and not is_uri("file:///tmp/x")
 
 
+def test_the_configured_region_is_used_without_asking_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyarrow's from_uri alone would send a HeadBucket to resolve the region (and fail here,
+    # with no route out); the AWS tools use the configured region, and so does reprolog.
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    remote = open_remote("s3://reprolog-no-such-bucket-anywhere/team")
+    assert remote.fs.region == "eu-west-3" and remote.display.endswith("/team")
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")  # the SDKs' first choice
+    assert open_remote("s3://reprolog-no-such-bucket-anywhere/team").fs.region == "ap-south-1"
+    explicit = open_remote("s3://reprolog-no-such-bucket-anywhere/team?region=us-west-2")
+    assert explicit.fs.region == "us-west-2"
+
+
 def test_uri_errors_are_one_line_without_secrets() -> None:
     with pytest.raises(reprolog.ReprologError) as info:
         open_remote("s3://bkt/x?access_key=AKIAQQQ&secret_key=not-to-be-seen-9")

@@ -442,6 +442,23 @@ def _copy_file(source: Path, dest: str) -> None:
     shutil.copyfile(source, dest)
 
 
+def _with_env_region(uri: str) -> str:
+    """An s3:// URI with `region=` from `$AWS_REGION` / `$AWS_DEFAULT_REGION` when it has none.
+
+    pyarrow's `from_uri` ignores those variables and asks S3 for the bucket's region with a
+    request (6 s, then a failure, on a node without a route out), at `init(publish_to=)` and
+    at every publish; the AWS SDKs and CLI use the configured region. A URI's own `region=`
+    (or `endpoint_override=`, where pyarrow asks nothing) is kept as it is.
+    """
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    parts = urlsplit(uri)
+    options = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if not region or options & {"region", "endpoint_override"}:
+        return uri
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), ("region", region)])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
 def open_remote(uri: str | os.PathLike[str]) -> RemoteStore:
     """Resolve a store URI (`s3://bucket/prefix?opts`, `file:///path`, a plain path, ...).
 
@@ -483,7 +500,7 @@ def open_remote(uri: str | os.PathLike[str]) -> RemoteStore:
         _secrets=secrets,
     )
     try:
-        fs, path = pafs.FileSystem.from_uri(text)
+        fs, path = pafs.FileSystem.from_uri(_with_env_region(text) if scheme == "s3" else text)
     except (pa.ArrowInvalid, ValueError) as exc:
         message = _scrub(" ".join(str(exc).split()), secrets)
         if display != text:
