@@ -208,6 +208,19 @@ def test_bad_publish_arguments_are_argument_errors(
     assert reprolog.active_run() is None
 
 
+def test_publishing_into_the_runs_own_store_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = tmp_path / "local"
+    for target in (local, f"file://{local}"):
+        with pytest.raises(reprolog.ArgumentError, match="another store than the run's own"):
+            reprolog.init(dir=local, capture=False, publish_to=target)
+    monkeypatch.chdir(tmp_path)  # dir=None: the store found or made here, ./.reprolog
+    with pytest.raises(reprolog.ArgumentError, match="another store than the run's own"):
+        reprolog.init(capture=False, publish_to=tmp_path / ".reprolog")
+    assert not (local / "runs").exists() and not (tmp_path / ".reprolog" / "runs").exists()
+
+
 def test_snapshots_show_the_live_run_with_its_points_so_far(s3: _s3.S3, tmp_path: Path) -> None:
     local = tmp_path / "local"
     run = reprolog.init(dir=local, capture=False, publish_to=s3.uri, publish_every=0.01)

@@ -169,6 +169,22 @@ def check_local_dir(given: object) -> None:
         )
 
 
+def check_not_own_store(settings: PublishSettings | None, dir: object) -> None:
+    """A run published into the store it records in would copy itself onto itself."""
+    if settings is None or settings.remote is None or settings.remote.kind != "local":
+        return
+    from reprolog._storage._layout import resolve_store_dir
+
+    local = resolve_store_dir(
+        dir if isinstance(dir, (str, os.PathLike)) else None, must_exist=False
+    )
+    if Path(settings.remote.base).resolve() == local:
+        raise ArgumentError(
+            f"publish_to must be another store than the run's own, got {settings.display}, "
+            "the store the run records in (dir=); pass a shared folder or a URI"
+        )
+
+
 class Publisher:
     """One run's publishing: the snapshot timer while it lives, the final publish at its end.
 

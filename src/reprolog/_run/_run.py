@@ -28,6 +28,7 @@ from reprolog._run._publishing import (
     Publisher,
     PublishSettings,
     check_local_dir,
+    check_not_own_store,
     publish_settings,
 )
 from reprolog._run._services import Services
@@ -165,8 +166,10 @@ class RunOptions:
                     f"{label} must be a mapping or None, got {type(value).__name__}: {value!r}"
                 )
         check_local_dir(self.dir)
+        settings = publish_settings(self.publish_to, self.publish_every)
+        check_not_own_store(settings, self.dir)
         # frozen: the one place this field is set
-        object.__setattr__(self, "publish", publish_settings(self.publish_to, self.publish_every))
+        object.__setattr__(self, "publish", settings)
 
 
 # ---------------------------------------------------------------------------- live runs
