@@ -282,7 +282,14 @@ trainer = Trainer(model=BertForSequenceClassification(config), args=args,
                   train_dataset=Ids(), callbacks=[ReprologCallback(dir=sys.argv[1])])
 trainer.train()
 assert trainer.args.world_size == 2, trainer.args.world_size
+torch.distributed.destroy_process_group()  # as torch asks of every DDP program
 """
+
+# A rank of this very script without reprolog (no callback) sometimes aborts after training,
+# at interpreter exit: "terminate called without an active exception", SIGABRT (2 of 12 runs
+# on the 2-core CI machine; with destroy_process_group and a barrier too). It is torch's
+# (gloo / the Trainer's threads at teardown), not the run's: the test then judges the record.
+_EXIT_ABORT = "terminate called without an active exception"
 
 
 def test_a_real_two_process_training_records_one_run(tmp_path: Path) -> None:
@@ -310,7 +317,9 @@ def test_a_real_two_process_training_records_one_run(tmp_path: Path) -> None:
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    trained = "train_runtime" in done.stdout + done.stderr
+    exit_abort = done.returncode != 0 and trained and _EXIT_ABORT in done.stderr
+    assert done.returncode == 0 or exit_abort, done.stderr[-4000:]
     runs = reprolog.Store(store).runs()
     assert len(runs) == 1, runs[["id", "status"]]
     record = reprolog.Store(store).run(runs["id"][0])
