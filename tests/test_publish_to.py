@@ -27,6 +27,7 @@ from reprolog._storage import _publish, _remoteindex
 from reprolog._storage._remote import open_remote
 from tests import _s3
 from tests.conftest import script_env
+from tests.test_remote import cli
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -51,16 +52,6 @@ def remote_json(uri: str, rel: str) -> dict[str, Any]:
 def local_record(store: Path, run_id: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((store / "runs" / run_id / "run.json").read_text())
     return data
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reprolog._cli", *args],
-        capture_output=True,
-        text=True,
-        env=script_env(**(env or {})),
-        timeout=300,
-    )
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -23,6 +23,7 @@ import reprolog
 from reprolog._storage import _publish, _remoteindex
 from reprolog._storage._remote import display_uri, is_uri, open_remote
 from tests._s3 import MotoServer
+from tests.conftest import script_env
 
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -117,11 +118,12 @@ def build_runs(store: Path, n: int, *, artifact: Path | None = None) -> list[str
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`reprolog ARGS` in a child interpreter importing this checkout (no stray $REPROLOG_DIR)."""
     return subprocess.run(
         [sys.executable, "-m", "reprolog._cli", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=script_env(**(env or {})),
         timeout=300,
     )
 

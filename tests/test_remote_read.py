@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 
 import reprolog
 from reprolog._storage import _publish
+from tests import test_remote
 from tests._s3 import MotoServer
 from tests.test_remote import (
     SECRET_KEY,
@@ -37,11 +37,7 @@ pytest.importorskip("moto")
 QUERY = "SELECT run_id, key, min(value) AS low FROM metrics GROUP BY ALL ORDER BY ALL"
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = started(tmp_path_factory.mktemp("moto") / "moto.log")
-    yield server
-    server.stop()
+moto = test_remote.moto  # this module's own loopback server (module scope)
 
 
 @pytest.fixture

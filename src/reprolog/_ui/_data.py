@@ -57,11 +57,7 @@ class RemoteRunsCache(RunsCache):
             changed = not self._loaded or rows != self._rows
             self._rows, self._loaded = rows, True
             if changed:
-                self._table = None
-                self.encoded = None
-                self._frame = None
-                self._filtered.clear()
-                self.generation += 1
+                self._changed()
             return [r for _, r in self._rows.values()], changed
 
 

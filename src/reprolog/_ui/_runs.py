@@ -124,12 +124,16 @@ class RunsCache:
                 else:
                     self._rows[run_id] = (mtime, loaded)
             if changed:
-                self._table = None
-                self.encoded = None
-                self._frame = None
-                self._filtered.clear()
-                self.generation += 1
+                self._changed()
             return [r for _, r in self._rows.values()], changed
+
+    def _changed(self) -> None:
+        """Drop everything derived from the rows (call with the lock held)."""
+        self._table = None
+        self.encoded = None
+        self._frame = None
+        self._filtered.clear()
+        self.generation += 1
 
     def recall(self, where: str) -> tuple[bytes, int] | None:
         """The encoded body of a recent `where` (without its closing brace), while unchanged."""
